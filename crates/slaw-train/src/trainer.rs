@@ -1,0 +1,705 @@
+//! The training loop of one trial: batches from a device-resident data set, AdamW or
+//! SGD-Nesterov, warm-up + decay, global-norm clipping, periodic evaluation, divergence
+//! detection. Progress leaves through the [`Reporter`] trait; nothing here knows about storage.
+//!
+//! The loop is generic over the Burn backend, but the public entry point [`train`] is not: it
+//! picks the backend from a [`ComputeDevice`], so that crates calling it do not monomorphise
+//! Burn (see DESIGN.md on compile times).
+
+use std::time::Instant;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer as _, Sgd, SgdConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
+use crate::data::{to_patches, Dataset, Examples};
+use crate::model::Model;
+use crate::schedule::learning_rate;
+
+/// Where a trial runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeDevice {
+    /// Burn's ndarray backend on the host CPU.
+    Cpu,
+    /// Burn's CUDA backend on the GPU with this index (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComputeDevice::Cpu => write!(f, "cpu"),
+            ComputeDevice::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Whether this build can run on CUDA devices.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+/// Errors that stop a trial before or outside training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration cannot run on this device or with this data.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Facts known once the model is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartInfo {
+    /// Parameters of the Burn module, counted by Burn.
+    pub params: u64,
+    /// Optimiser steps the trial will take.
+    pub total_steps: u64,
+    /// Training examples available.
+    pub train_examples: usize,
+    /// Validation examples used per evaluation.
+    pub validation_examples: usize,
+    /// Backend description, e.g. `ndarray` or `cuda:0`.
+    pub backend: String,
+}
+
+/// A periodic training-loss reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Steps done.
+    pub step: u64,
+    /// Steps in the trial.
+    pub total_steps: u64,
+    /// Examples seen so far.
+    pub examples: u64,
+    /// Mean training loss since the previous reading.
+    pub train_loss: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Seconds since training started.
+    pub wall_seconds: f64,
+}
+
+/// One evaluation on the validation split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Steps done.
+    pub step: u64,
+    /// Examples seen so far.
+    pub examples: u64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Mean training loss since the previous evaluation.
+    pub train_loss: f64,
+    /// Mean cross-entropy on the validation examples.
+    pub val_loss: f64,
+    /// Fraction of validation examples classified correctly.
+    pub val_accuracy: f64,
+    /// Seconds since training started.
+    pub wall_seconds: f64,
+}
+
+/// Receives a trial's progress. `should_stop` is asked before every step.
+pub trait Reporter {
+    /// The model is built and training is about to start.
+    fn started(&mut self, _info: &StartInfo) {}
+    /// A training-loss reading (every few steps).
+    fn progress(&mut self, _progress: &Progress) {}
+    /// An evaluation point.
+    fn evaluated(&mut self, _evaluation: &Evaluation) {}
+    /// True to end the trial early (Ctrl-C, lost lease).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// The final numbers of a trial.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Summary {
+    /// Steps done.
+    pub steps: u64,
+    /// Examples seen.
+    pub examples: u64,
+    /// Mean training loss over the last evaluation interval.
+    pub train_loss: Option<f64>,
+    /// Validation loss at the end.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy at the end.
+    pub val_accuracy: Option<f64>,
+    /// Lowest validation loss seen at any evaluation.
+    pub best_val_loss: Option<f64>,
+    /// Seconds of training.
+    pub wall_seconds: f64,
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every step ran.
+    Completed(Summary),
+    /// A loss became NaN or infinite.
+    Diverged(Summary),
+    /// The reporter asked to stop.
+    Stopped(Summary),
+}
+
+/// Trains `config` on `data` on `device`, reporting to `reporter`.
+pub fn train(
+    config: &TrialConfig,
+    data: &Dataset,
+    device: &ComputeDevice,
+    reporter: &mut dyn Reporter,
+) -> Result<Outcome, TrainError> {
+    match (device, config.precision) {
+        (ComputeDevice::Cpu, Precision::F32) => Ok(train_on::<Autodiff<NdArray<f32>>>(
+            config,
+            data,
+            &Default::default(),
+            "ndarray".into(),
+            reporter,
+        )),
+        (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
+            "precision bf16 needs a CUDA device (--device cuda); the CPU backend trains in f32"
+                .into(),
+        )),
+        #[cfg(feature = "cuda")]
+        (ComputeDevice::Cuda(i), precision) => {
+            use burn::backend::cuda::{Cuda, CudaDevice};
+            let dev = CudaDevice::new(*i);
+            let name = format!("cuda:{i}");
+            Ok(match precision {
+                Precision::F32 => {
+                    train_on::<Autodiff<Cuda<f32, i32>>>(config, data, &dev, name, reporter)
+                }
+                Precision::Bf16 => train_on::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(
+                    config, data, &dev, name, reporter,
+                ),
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        (ComputeDevice::Cuda(_), _) => Err(TrainError::Unsupported(
+            "this slaw was built without CUDA; rebuild with `--features cuda`".into(),
+        )),
+    }
+}
+
+/// The two optimisers behind one `step`.
+enum Optim<B: AutodiffBackend> {
+    AdamW(OptimizerAdaptor<AdamW, Model<B>, B>),
+    Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, Model<B>, B>),
+}
+
+impl<B: AutodiffBackend> Optim<B> {
+    fn new(config: &TrialConfig) -> Self {
+        let o = &config.optim;
+        match o.optimizer {
+            Optimizer::AdamW { beta1, beta2, eps } => Optim::AdamW(
+                AdamWConfig::new()
+                    .with_beta_1(beta1 as f32)
+                    .with_beta_2(beta2 as f32)
+                    .with_epsilon(eps as f32)
+                    .with_weight_decay(o.weight_decay as f32)
+                    .init(),
+            ),
+            Optimizer::Sgd { momentum, nesterov } => Optim::Sgd(
+                SgdConfig::new()
+                    .with_momentum(Some(MomentumConfig {
+                        momentum,
+                        dampening: 0.0,
+                        nesterov,
+                    }))
+                    .with_weight_decay((o.weight_decay > 0.0).then(|| WeightDecayConfig {
+                        penalty: o.weight_decay as f32,
+                    }))
+                    .init(),
+            ),
+        }
+    }
+
+    fn step(&mut self, lr: f64, model: Model<B>, grads: GradientsParams) -> Model<B> {
+        match self {
+            Optim::AdamW(o) => o.step(lr, model, grads),
+            Optim::Sgd(o) => o.step(lr, model, grads),
+        }
+    }
+}
+
+/// Sums the squares of every parameter's gradient, on the device.
+struct GradSquares<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// Multiplies every parameter's gradient by a device scalar.
+struct GradScale<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    factor: Tensor<B::InnerBackend, 1>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            let f: Tensor<B::InnerBackend, D> = self.factor.clone().reshape([1; D]);
+            self.grads.register::<B::InnerBackend, D>(param.id, g * f);
+        }
+    }
+}
+
+/// Scales the gradients so that their global L2 norm is at most `max_norm`, without reading
+/// anything back from the device.
+fn clip_global_norm<B: AutodiffBackend>(model: &Model<B>, grads: &mut GradientsParams, max_norm: f64) {
+    let mut squares = GradSquares::<B> { grads, total: None };
+    model.visit(&mut squares);
+    let Some(total) = squares.total else { return };
+    let factor = total.sqrt().clamp_min(max_norm).recip().mul_scalar(max_norm);
+    model.visit(&mut GradScale::<B> { grads, factor });
+}
+
+/// Cross-entropy of `logits` against one-hot `targets`, averaged over the batch.
+fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+    (log_softmax(logits, 1) * targets)
+        .sum_dim(1)
+        .mean()
+        .neg()
+}
+
+/// The examples laid out as `model` consumes them.
+fn model_inputs(examples: &Examples, data: &Dataset, model: &ModelConfig) -> Vec<f32> {
+    match model {
+        ModelConfig::Mlp(_) => examples.pixels.clone(),
+        ModelConfig::Vit(v) => to_patches(&examples.pixels, &data.shape, v.patch),
+    }
+}
+
+fn one_hot(labels: &[u32], classes: usize) -> Vec<f32> {
+    let mut out = vec![0f32; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        out[i * classes + l as usize] = 1.0;
+    }
+    out
+}
+
+/// Mean cross-entropy and accuracy of `model` on `inputs`, computed on the host in f64 from
+/// logits read back in chunks.
+fn evaluate<B: Backend>(
+    model: &Model<B>,
+    inputs: &Tensor<B, 2>,
+    labels: &[u32],
+    classes: usize,
+) -> (f64, f64) {
+    const CHUNK: usize = 1000;
+    let n = labels.len();
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    let mut start = 0;
+    while start < n {
+        let len = CHUNK.min(n - start);
+        let logits = model.forward(inputs.clone().narrow(0, start, len));
+        let values: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        for (row, &label) in values.chunks_exact(classes).zip(&labels[start..start + len]) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            loss += lse - row[label as usize] as f64;
+            let argmax = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0;
+            correct += usize::from(argmax == label as usize);
+        }
+        start += len;
+    }
+    (loss / n as f64, correct as f64 / n as f64)
+}
+
+/// How often the training loss is read back: every step for short runs, at most every 50.
+fn readback_interval(total_steps: u64) -> u64 {
+    (total_steps / 100).clamp(1, 50)
+}
+
+fn train_on<B: AutodiffBackend>(
+    config: &TrialConfig,
+    data: &Dataset,
+    device: &B::Device,
+    backend: String,
+    reporter: &mut dyn Reporter,
+) -> Outcome {
+    B::seed(device, config.seed);
+    let classes = data.shape.classes;
+    let features = data.shape.features();
+    let mut model = Model::<B>::init(&config.model, &data.shape, device);
+    let mut optim = Optim::<B>::new(config);
+
+    let n_train = data.train.len();
+    let train_x = Tensor::<B::InnerBackend, 2>::from_data(
+        TensorData::new(model_inputs(&data.train, data, &config.model), [n_train, features]),
+        device,
+    );
+    let train_y = Tensor::<B::InnerBackend, 2>::from_data(
+        TensorData::new(one_hot(&data.train.labels, classes), [n_train, classes]),
+        device,
+    );
+    let n_val = config
+        .eval
+        .max_examples
+        .map_or(data.validation.len(), |m| m.min(data.validation.len()));
+    let val_labels = &data.validation.labels[..n_val];
+    let mut val_inputs = model_inputs(&data.validation, data, &config.model);
+    val_inputs.truncate(n_val * features);
+    let val_x =
+        Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(val_inputs, [n_val, features]), device);
+
+    let total_steps = config.total_steps();
+    let eval_steps = config.eval.steps(total_steps);
+    let readback = readback_interval(total_steps);
+    let batch = config.batch_size;
+    reporter.started(&StartInfo {
+        params: model.num_params() as u64,
+        total_steps,
+        train_examples: n_train,
+        validation_examples: n_val,
+        backend,
+    });
+
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51a3);
+    let mut order: Vec<usize> = (0..n_train).collect();
+    let mut cursor = n_train; // forces a shuffle before the first batch
+    let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<i64> {
+        let mut idx = Vec::with_capacity(batch);
+        while idx.len() < batch {
+            if cursor == n_train {
+                order.shuffle(rng);
+                cursor = 0;
+            }
+            let take = (batch - idx.len()).min(n_train - cursor);
+            idx.extend(order[cursor..cursor + take].iter().map(|&i| i as i64));
+            cursor += take;
+        }
+        idx
+    };
+
+    let start = Instant::now();
+    let mut summary = Summary::default();
+    let mut pending_loss: Option<Tensor<B::InnerBackend, 1>> = None;
+    let (mut pending_steps, mut window_sum, mut window_steps) = (0u64, 0.0f64, 0u64);
+    let mut next_eval = 0usize;
+    let mut lr = 0.0;
+
+    for step in 0..total_steps {
+        if reporter.should_stop() {
+            summary.steps = step;
+            summary.examples = step * batch as u64;
+            summary.wall_seconds = start.elapsed().as_secs_f64();
+            return Outcome::Stopped(summary);
+        }
+        let idx = Tensor::<B::InnerBackend, 1, Int>::from_data(
+            TensorData::new(next_batch(&mut rng), [batch]),
+            device,
+        );
+        let x = Tensor::<B, 2>::from_inner(train_x.clone().select(0, idx.clone()));
+        let y = Tensor::<B, 2>::from_inner(train_y.clone().select(0, idx));
+        let loss = cross_entropy(model.forward(x), y);
+        let detached = loss.clone().inner();
+        pending_loss = Some(match pending_loss.take() {
+            Some(p) => p + detached,
+            None => detached,
+        });
+        pending_steps += 1;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(max_norm) = config.optim.grad_clip {
+            clip_global_norm(&model, &mut grads, max_norm);
+        }
+        lr = learning_rate(&config.optim, step, total_steps);
+        model = optim.step(lr, model, grads);
+
+        let done = step + 1;
+        let is_eval = eval_steps.get(next_eval) == Some(&done);
+        if done % readback == 0 || done == total_steps || is_eval {
+            let sum = pending_loss
+                .take()
+                .map_or(0.0, |t| t.into_data().convert::<f64>().to_vec::<f64>().map_or(f64::NAN, |v| v[0]));
+            let mean = sum / pending_steps as f64;
+            window_sum += sum;
+            window_steps += pending_steps;
+            pending_steps = 0;
+            summary.steps = done;
+            summary.examples = done * batch as u64;
+            summary.wall_seconds = start.elapsed().as_secs_f64();
+            reporter.progress(&Progress {
+                step: done,
+                total_steps,
+                examples: summary.examples,
+                train_loss: mean,
+                lr,
+                wall_seconds: summary.wall_seconds,
+            });
+            if !mean.is_finite() {
+                summary.train_loss = Some(mean);
+                return Outcome::Diverged(summary);
+            }
+        }
+        if is_eval {
+            next_eval += 1;
+            let train_loss = window_sum / window_steps.max(1) as f64;
+            window_sum = 0.0;
+            window_steps = 0;
+            let (val_loss, val_accuracy) = evaluate(&model.valid(), &val_x, val_labels, classes);
+            summary.wall_seconds = start.elapsed().as_secs_f64();
+            summary.train_loss = Some(train_loss);
+            summary.val_loss = Some(val_loss);
+            summary.val_accuracy = Some(val_accuracy);
+            reporter.evaluated(&Evaluation {
+                step: done,
+                examples: summary.examples,
+                lr,
+                train_loss,
+                val_loss,
+                val_accuracy,
+                wall_seconds: summary.wall_seconds,
+            });
+            if !val_loss.is_finite() {
+                return Outcome::Diverged(summary);
+            }
+            summary.best_val_loss = Some(summary.best_val_loss.map_or(val_loss, |b| b.min(val_loss)));
+        }
+    }
+    let _ = lr;
+    summary.wall_seconds = start.elapsed().as_secs_f64();
+    Outcome::Completed(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+    use crate::data::synthetic;
+
+    fn tiny(lr: f64, optimizer: Optimizer, model: ModelConfig) -> TrialConfig {
+        TrialConfig {
+            data: DataConfig::Synthetic {
+                side: 8,
+                classes: 4,
+                train: 512,
+                validation: 256,
+                teacher_width: 16,
+                seed: 1,
+            },
+            model,
+            optim: OptimConfig {
+                optimizer,
+                lr,
+                weight_decay: 0.0,
+                warmup: 0.1,
+                schedule: Schedule::Cosine,
+                grad_clip: Some(1.0),
+            },
+            epochs: 4.0,
+            batch_size: 32,
+            seed: 0,
+            precision: Precision::F32,
+            eval: EvalConfig {
+                points: 4,
+                spacing: Spacing::Linear,
+                max_examples: None,
+            },
+        }
+    }
+
+    fn mlp() -> ModelConfig {
+        ModelConfig::Mlp(MlpConfig {
+            width: 32,
+            depth: 2,
+            activation: Activation::Gelu,
+            bias: true,
+        })
+    }
+
+    #[derive(Default)]
+    struct Record {
+        start: Option<StartInfo>,
+        evals: Vec<Evaluation>,
+        progress: Vec<Progress>,
+        stop_after: Option<u64>,
+        asked: u64,
+    }
+
+    impl Reporter for Record {
+        fn started(&mut self, info: &StartInfo) {
+            self.start = Some(info.clone());
+        }
+        fn progress(&mut self, p: &Progress) {
+            self.progress.push(p.clone());
+        }
+        fn evaluated(&mut self, e: &Evaluation) {
+            self.evals.push(e.clone());
+        }
+        fn should_stop(&mut self) -> bool {
+            self.asked += 1;
+            self.stop_after.is_some_and(|s| self.asked > s)
+        }
+    }
+
+    fn data_for(config: &TrialConfig) -> Dataset {
+        crate::data::load(&config.data, None).unwrap()
+    }
+
+    #[test]
+    fn loss_decreases_on_a_learnable_task() {
+        for optimizer in [
+            Optimizer::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+        ] {
+            let lr = if matches!(optimizer, Optimizer::Sgd { .. }) { 0.1 } else { 3e-3 };
+            let config = tiny(lr, optimizer, mlp());
+            let data = data_for(&config);
+            let mut rec = Record::default();
+            let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+            let Outcome::Completed(summary) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(summary.steps, 64);
+            assert_eq!(rec.evals.len(), 4);
+            let first = rec.progress.first().unwrap().train_loss;
+            let last_val = rec.evals.last().unwrap().val_loss;
+            assert!(first > 1.2, "initial loss {first} should be near ln 4");
+            assert!(last_val < 0.9 * first, "val loss {last_val} vs initial {first}");
+            assert!(rec.evals.last().unwrap().val_accuracy > 0.4);
+            assert_eq!(rec.start.unwrap().params, crate::cost::model_cost(&config.model, &data.shape).params_total);
+        }
+    }
+
+    #[test]
+    fn vit_trains_on_the_cpu() {
+        let config = tiny(
+            3e-3,
+            Optimizer::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            ModelConfig::Vit(VitConfig {
+                patch: 4,
+                width: 16,
+                depth: 1,
+                heads: 2,
+                mlp_dim: 32,
+                pool: Pool::Cls,
+                qk_norm: true,
+                parallel_block: true,
+                bias: false,
+            }),
+        );
+        let data = data_for(&config);
+        let mut rec = Record::default();
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        let first = rec.progress.first().unwrap().train_loss;
+        let last = rec.evals.last().unwrap().val_loss;
+        assert!(last < first, "{last} !< {first}");
+    }
+
+    #[test]
+    fn a_nan_in_the_data_ends_the_trial_as_diverged() {
+        let config = tiny(1e-3, Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, mlp());
+        let mut data = data_for(&config);
+        for p in data.train.pixels.iter_mut() {
+            *p = f32::NAN;
+        }
+        let mut rec = Record::default();
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+        let Outcome::Diverged(summary) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(summary.steps < 64);
+        assert!(summary.train_loss.unwrap().is_nan());
+    }
+
+    #[test]
+    fn an_absurd_learning_rate_diverges() {
+        let config = tiny(1e12, Optimizer::Sgd { momentum: 0.9, nesterov: true }, mlp());
+        let data = data_for(&config);
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut Record::default()).unwrap();
+        assert!(matches!(outcome, Outcome::Diverged(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn stop_requests_end_the_trial() {
+        let config = tiny(1e-3, Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, mlp());
+        let data = data_for(&config);
+        let mut rec = Record {
+            stop_after: Some(10),
+            ..Default::default()
+        };
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+        let Outcome::Stopped(summary) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(summary.steps, 10);
+    }
+
+    #[test]
+    fn same_seed_same_curve() {
+        let config = tiny(1e-3, Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, mlp());
+        let data = data_for(&config);
+        let run = || {
+            let mut rec = Record::default();
+            train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+            rec.evals.iter().map(|e| e.val_loss).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn clipping_bounds_the_global_norm() {
+        type B = Autodiff<NdArray<f32>>;
+        let device = Default::default();
+        let config = tiny(1e-3, Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, mlp());
+        let shape = config.data.input_shape();
+        let model = Model::<B>::init(&config.model, &shape, &device);
+        let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
+        let loss = model.forward(x).powi_scalar(2).sum();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = |grads: &GradientsParams| {
+            let mut sq = GradSquares::<B> { grads, total: None };
+            model.visit(&mut sq);
+            sq.total.unwrap().into_scalar().sqrt() as f64
+        };
+        let before = norm(&grads);
+        assert!(before > 0.5, "{before}");
+        clip_global_norm(&model, &mut grads, 0.5);
+        let after = norm(&grads);
+        assert!((after - 0.5).abs() < 1e-3, "{after}");
+        // A norm already below the threshold is left alone.
+        clip_global_norm(&model, &mut grads, 10.0);
+        assert!((norm(&grads) - 0.5).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,351 @@
+//! The `slaw` command line: clap definitions and the wiring of each command to the library.
+//! No logic lives here beyond argument handling, output formatting and exit codes.
+
+mod format;
+mod progress;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use slaw_train::ComputeDevice;
+
+use crate::exec::local::{run_local, LocalOptions};
+use crate::exec::worker::{run_worker, WorkerEvent, WorkerOptions};
+use crate::exec::{parse_devices, ExecError};
+use crate::spec::{self, SpecError};
+use crate::store::{Store, TrialState, DEFAULT_DB};
+use crate::sweep;
+
+/// Exit code for invalid input (a bad sweep file or argument).
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code after Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slaw",
+    version,
+    about = "Scaling-law sweeps: train a grid of model sizes × budgets × learning rates, keep every curve, fit the laws"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DbArg {
+    /// The result database: a SQLite file path or a postgres:// URL.
+    #[arg(long, env = "SLAW_DB", default_value = DEFAULT_DB)]
+    db: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check a sweep file; nothing is written.
+    Validate {
+        /// The sweep file.
+        file: PathBuf,
+    },
+    /// Print the expanded grid: every trial with its parameters and FLOPs.
+    Plan {
+        /// The sweep file.
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every trial of a sweep that has not completed yet.
+    Run(RunArgs),
+    /// Claim and run trials from the database until none is left (one process per device).
+    Worker(WorkerArgs),
+    /// Counts by state, the best trial per model size, the slowest running trial.
+    Status {
+        #[command(flatten)]
+        db: DbArg,
+        /// Only this sweep (default: every sweep).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The sweep file.
+    file: PathBuf,
+    #[command(flatten)]
+    db: DbArg,
+    /// cpu, cuda (every visible GPU), cuda:N or cuda:N,M.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Trials run at once (default: 1 on the CPU, one per GPU).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// A trial whose worker has not heartbeaten for this long is taken back.
+    #[arg(long, default_value_t = 60.0)]
+    lease_seconds: f64,
+    /// How often workers renew their lease.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_seconds: f64,
+    /// Plain log lines instead of a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Only this sweep (default: any sweep in the database).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// cpu or cuda:N (one device per worker).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Stop after this many trials.
+    #[arg(long)]
+    max_trials: Option<usize>,
+    /// Lease length; trials of workers silent for longer are taken back.
+    #[arg(long, default_value_t = 60.0)]
+    lease_seconds: f64,
+    /// How often the lease is renewed.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_seconds: f64,
+    /// Print nothing but errors.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Set by Ctrl-C / SIGTERM; a second Ctrl-C exits at once.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let shared = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+        shared.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Runs the command line; the binary's `main` calls only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slaw: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(SpecError::Invalid(problems)) = err.downcast_ref::<SpecError>() {
+                for p in problems {
+                    eprintln!("{p}");
+                }
+                return ExitCode::from(EXIT_INVALID);
+            }
+            eprintln!("slaw: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Validate { file } => validate(&file),
+        Command::Plan { file, json } => plan(&file, json),
+        Command::Run(args) => run(args).await,
+        Command::Worker(args) => worker(args).await,
+        Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
+    }
+}
+
+fn validate(file: &Path) -> Result<ExitCode> {
+    let (spec, _) = spec::load(file)?;
+    let plan = crate::plan::expand(&spec);
+    println!(
+        "{}: sweep {:?} is valid: {} sizes × {} budgets × {} learning rates × {} seeds = {} trials, {} training FLOPs",
+        file.display(),
+        spec.name,
+        spec.sizes.len(),
+        spec.epochs.len(),
+        spec.lrs.len(),
+        spec.seeds.len(),
+        plan.trials.len(),
+        format::si(plan.totals.flops)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(file: &Path, json: bool) -> Result<ExitCode> {
+    let (spec, _) = spec::load(file)?;
+    let plan = crate::plan::expand(&spec);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        println!("{}", format::plan_table(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let (spec, yaml) = spec::load(&args.file)?;
+    let devices = parse_devices(&args.device)?;
+    sweep::preflight(&spec, &devices)?;
+    let jobs = args.jobs.unwrap_or(devices.len()).max(1);
+    let slots: Vec<ComputeDevice> = (0..jobs).map(|i| devices[i % devices.len()].clone()).collect();
+    let threads_per_job = devices.contains(&ComputeDevice::Cpu).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / jobs).max(1)
+    });
+    let store = Store::open(&args.db.db)
+        .await
+        .with_context(|| format!("opening {}", args.db.db))?;
+    let prepared = sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
+    let counts = store.counts(prepared.sweep_id).await?;
+    println!(
+        "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}; database {}",
+        spec.name,
+        prepared.plan.trials.len(),
+        prepared.sync.added,
+        counts.completed,
+        counts.claimable + counts.running,
+        args.device,
+        jobs,
+        if jobs == 1 { "" } else { "s" },
+        args.db.db
+    );
+    if prepared.sync.retired > 0 {
+        println!(
+            "  {} stored trials are no longer in the sweep file; they are kept but left out",
+            prepared.sync.retired
+        );
+    }
+    let stop = stop_flag();
+    let exe = std::env::current_exe().context("locating the slaw executable")?;
+    let options = LocalOptions {
+        exe,
+        db: args.db.db.clone(),
+        sweep_name: spec.name.clone(),
+        sweep_id: prepared.sweep_id,
+        slots,
+        threads_per_job,
+        lease_seconds: args.lease_seconds,
+        heartbeat_seconds: args.heartbeat_seconds,
+        poll: Duration::from_millis(500),
+    };
+    let interactive = std::io::stderr().is_terminal() && !args.no_progress;
+    let mut view = progress::RunView::new(interactive);
+    let outcome = run_local(&store, &options, stop, &mut view).await?;
+    view.finish();
+    let status = sweep::status(&store, &store.sweep(&spec.name).await?).await?;
+    println!("{}", format::run_summary(&status, outcome.wall_seconds));
+    store.close().await;
+    if outcome.interrupted {
+        println!("interrupted: run the same command again to finish the sweep");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if outcome.counts.failed > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    let devices = parse_devices(&args.device)?;
+    let [device] = devices.as_slice() else {
+        bail!("a worker runs on one device; start one worker per GPU");
+    };
+    let store = Store::open(&args.db.db)
+        .await
+        .with_context(|| format!("opening {}", args.db.db))?;
+    let sweep_id = match &args.sweep {
+        Some(name) => {
+            let row = store.sweep(name).await?;
+            sweep::preflight(&row.spec()?, &devices)?;
+            row.id
+        }
+        None => -1,
+    };
+    let stop = stop_flag();
+    let options = WorkerOptions {
+        sweep_id,
+        device: device.clone(),
+        lease_seconds: args.lease_seconds,
+        heartbeat_seconds: args.heartbeat_seconds,
+        max_trials: args.max_trials,
+        identity: crate::store::worker_identity(),
+    };
+    let quiet = args.quiet;
+    let mut log = move |event: WorkerEvent| {
+        if quiet {
+            if let WorkerEvent::Finished {
+                key,
+                state: TrialState::Failed,
+                error,
+                ..
+            } = &event
+            {
+                eprintln!("trial {key} failed: {}", error.as_deref().unwrap_or("?"));
+            }
+            return;
+        }
+        println!("{}", format::worker_event(&event));
+    };
+    let report = run_worker(&store, &options, stop.clone(), &mut log)
+        .await
+        .map_err(|e: ExecError| anyhow::anyhow!(e))?;
+    store.close().await;
+    if !quiet {
+        println!(
+            "worker done: {} completed, {} diverged, {} failed, {} interrupted, {} lost leases",
+            report.completed, report.diverged, report.failed, report.interrupted, report.lost
+        );
+    }
+    if stop.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCode> {
+    if !db.contains("://") && !Path::new(db).exists() {
+        bail!("no database at {db} (run a sweep first, or pass --db)");
+    }
+    let store = Store::open(db).await.with_context(|| format!("opening {db}"))?;
+    let sweeps = match sweep_name {
+        Some(name) => vec![store.sweep(name).await?],
+        None => store.sweeps().await?,
+    };
+    let mut all = Vec::new();
+    for s in &sweeps {
+        all.push(sweep::status(&store, s).await?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if all.is_empty() {
+        println!("no sweeps in {db}");
+    } else {
+        for s in &all {
+            println!("{}", format::status(s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

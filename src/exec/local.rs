@@ -1,0 +1,269 @@
+//! The local executor: runs a sweep on this machine with one `slaw worker` process per job
+//! slot, each on its own device, and follows the sweep's progress from the store.
+//!
+//! The parent only schedules: it starts workers while trials can be claimed, restarts a slot
+//! whose worker exited while work remains, reaps trials of dead workers, and hands snapshots to
+//! an observer (the progress bar). Workers claim, train and write on their own, so a crashed
+//! trial (even an abort of its process) fails that trial and nothing else. Workers get SIGTERM
+//! if this process dies (Linux `PR_SET_PDEATHSIG`), and mark their trial interrupted.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slaw_train::ComputeDevice;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::ExecError;
+use crate::store::{now, Reaped, StateCounts, Store, TrialRow};
+
+/// How the local executor runs a sweep.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The `slaw` executable to start workers from.
+    pub exe: PathBuf,
+    /// The database location, as given to `slaw run`.
+    pub db: String,
+    /// The sweep's name.
+    pub sweep_name: String,
+    /// The sweep's id.
+    pub sweep_id: i64,
+    /// One device per job slot.
+    pub slots: Vec<ComputeDevice>,
+    /// CPU threads per worker (sets `RAYON_NUM_THREADS`).
+    pub threads_per_job: Option<usize>,
+    /// Lease length given to workers and used for reaping.
+    pub lease_seconds: f64,
+    /// Heartbeat interval of workers.
+    pub heartbeat_seconds: f64,
+    /// How often the store is polled.
+    pub poll: Duration,
+}
+
+/// The state of the sweep at one poll.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Counts by state.
+    pub counts: StateCounts,
+    /// Running trials with their progress.
+    pub running: Vec<TrialRow>,
+    /// Trials that ended since the previous snapshot.
+    pub finished: Vec<TrialRow>,
+    /// Trials taken back from dead workers at this poll.
+    pub reaped: Vec<Reaped>,
+    /// Planned FLOPs of the sweep.
+    pub total_flops: f64,
+    /// FLOPs still to run.
+    pub remaining_flops: f64,
+    /// Live worker processes started by this executor.
+    pub workers: usize,
+    /// Seconds since the executor started.
+    pub elapsed: f64,
+}
+
+/// What the executor tells its observer besides snapshots.
+#[derive(Debug, Clone)]
+pub enum Note {
+    /// A line a worker wrote to its standard error.
+    WorkerLine {
+        /// The slot.
+        slot: usize,
+        /// The line.
+        line: String,
+    },
+    /// A worker process ended with a failure status.
+    WorkerFailed {
+        /// The slot.
+        slot: usize,
+        /// How it ended.
+        status: String,
+    },
+}
+
+/// Receives the executor's progress.
+pub trait Observer {
+    /// Called at every poll.
+    fn snapshot(&mut self, snapshot: &Snapshot);
+    /// Called for worker output and failures.
+    fn note(&mut self, note: &Note);
+}
+
+/// How a local run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalOutcome {
+    /// Final counts.
+    pub counts: StateCounts,
+    /// Whether it stopped because of Ctrl-C / SIGTERM.
+    pub interrupted: bool,
+    /// Seconds it took.
+    pub wall_seconds: f64,
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+fn spawn_worker(
+    opts: &LocalOptions,
+    slot: usize,
+    lines: &mpsc::UnboundedSender<(usize, String)>,
+) -> Result<Child, ExecError> {
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("worker")
+        .arg("--db")
+        .arg(&opts.db)
+        .arg("--sweep")
+        .arg(&opts.sweep_name)
+        .arg("--device")
+        .arg(opts.slots[slot].to_string())
+        .arg("--lease-seconds")
+        .arg(opts.lease_seconds.to_string())
+        .arg("--heartbeat-seconds")
+        .arg(opts.heartbeat_seconds.to_string())
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    if let Some(t) = opts.threads_per_job {
+        cmd.env("RAYON_NUM_THREADS", t.to_string());
+    }
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ExecError::Worker(format!("cannot start {}: {e}", opts.exe.display())))?;
+    if let Some(stderr) = child.stderr.take() {
+        let tx = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send((slot, line)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(child)
+}
+
+/// Runs the sweep's claimable trials on this machine until none is left or `stop` is set.
+pub async fn run_local(
+    store: &Store,
+    opts: &LocalOptions,
+    stop: Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<LocalOutcome, ExecError> {
+    let start = Instant::now();
+    let host = crate::store::hostname();
+    let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(usize, String)>();
+    let mut slots: Vec<Option<Child>> = (0..opts.slots.len()).map(|_| None).collect();
+    let mut since = now();
+    let mut failures_in_a_row = 0usize;
+    let mut stopping = false;
+    loop {
+        while let Ok((slot, line)) = line_rx.try_recv() {
+            observer.note(&Note::WorkerLine { slot, line });
+        }
+        // Collect workers that ended.
+        for (slot, child) in slots.iter_mut().enumerate() {
+            if let Some(c) = child {
+                if let Some(status) = c.try_wait()? {
+                    *child = None;
+                    if status.success() {
+                        failures_in_a_row = 0;
+                    } else if !stopping {
+                        failures_in_a_row += 1;
+                        observer.note(&Note::WorkerFailed {
+                            slot,
+                            status: describe(status),
+                        });
+                    }
+                }
+            }
+        }
+        if failures_in_a_row > 3 * opts.slots.len().max(1) {
+            return Err(ExecError::Worker(format!(
+                "{failures_in_a_row} worker processes in a row ended with an error; see their output above"
+            )));
+        }
+        let reaped = store.reap(opts.sweep_id, opts.lease_seconds, &host).await?;
+        let counts = store.counts(opts.sweep_id).await?;
+        let live = slots.iter().filter(|c| c.is_some()).count();
+
+        if stop.load(Ordering::Relaxed) && !stopping {
+            stopping = true;
+            for c in slots.iter().flatten() {
+                if let Some(pid) = c.id() {
+                    // SAFETY: sending SIGTERM to a child we started.
+                    unsafe {
+                        libc::kill(pid as i32, libc::SIGTERM);
+                    }
+                }
+            }
+        }
+        if !stopping {
+            let mut to_start = counts.claimable;
+            for slot in 0..slots.len() {
+                if to_start == 0 {
+                    break;
+                }
+                if slots[slot].is_none() {
+                    slots[slot] = Some(spawn_worker(opts, slot, &line_tx)?);
+                    to_start -= 1;
+                }
+            }
+        }
+
+        let trials = store.live_trials(opts.sweep_id, since).await?;
+        let (running, finished): (Vec<TrialRow>, Vec<TrialRow>) = trials
+            .into_iter()
+            .partition(|t| t.state == crate::store::TrialState::Running);
+        if let Some(latest) = finished.iter().filter_map(|t| t.finished_at).reduce(f64::max) {
+            since = since.max(latest);
+        }
+        let (total_flops, remaining_flops) = store.flops_remaining(opts.sweep_id).await?;
+        let workers = slots.iter().filter(|c| c.is_some()).count();
+        observer.snapshot(&Snapshot {
+            counts,
+            running,
+            finished,
+            reaped,
+            total_flops,
+            remaining_flops,
+            workers,
+            elapsed: start.elapsed().as_secs_f64(),
+        });
+        let done = if stopping {
+            live == 0
+        } else {
+            live == 0 && counts.claimable == 0 && counts.running == 0
+        };
+        if done {
+            while let Ok((slot, line)) = line_rx.try_recv() {
+                observer.note(&Note::WorkerLine { slot, line });
+            }
+            let counts = store.counts(opts.sweep_id).await?;
+            return Ok(LocalOutcome {
+                counts,
+                interrupted: stopping,
+                wall_seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(opts.poll).await;
+    }
+}

@@ -1,0 +1,90 @@
+//! Running trials: the worker loop (claim → train → record) and the local executor that runs
+//! one worker process per job slot on this machine. Which trials are claimable is the store's
+//! business; this module only runs what it is given.
+
+pub mod local;
+pub mod worker;
+
+use slaw_train::ComputeDevice;
+
+use crate::store::StoreError;
+
+/// Errors while running trials.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A worker process could not be started or kept failing.
+    #[error("{0}")]
+    Worker(String),
+    /// Process management failed.
+    #[error("process error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A device list could not be understood or used.
+    #[error("{0}")]
+    Device(String),
+}
+
+/// Parses `cpu`, `cuda` (every visible GPU), `cuda:N` or `cuda:0,2`.
+pub fn parse_devices(text: &str) -> Result<Vec<ComputeDevice>, ExecError> {
+    let bad = || {
+        ExecError::Device(format!(
+            "unknown device {text:?}: use cpu, cuda, cuda:N or cuda:N,M,..."
+        ))
+    };
+    match text {
+        "cpu" => Ok(vec![ComputeDevice::Cpu]),
+        "cuda" => {
+            let n = visible_gpus();
+            if n == 0 {
+                return Err(ExecError::Device(
+                    "--device cuda: no GPU is visible (nvidia-smi lists none)".into(),
+                ));
+            }
+            Ok((0..n).map(ComputeDevice::Cuda).collect())
+        }
+        _ => {
+            let list = text.strip_prefix("cuda:").ok_or_else(bad)?;
+            list.split(',')
+                .map(|s| s.trim().parse::<usize>().map(ComputeDevice::Cuda).map_err(|_| bad()))
+                .collect()
+        }
+    }
+}
+
+/// GPUs visible to this process, as `nvidia-smi -L` lists them (honours
+/// `CUDA_VISIBLE_DEVICES`).
+pub fn visible_gpus() -> usize {
+    if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return v.split(',').filter(|s| !s.trim().is_empty()).count();
+    }
+    std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("GPU "))
+                .count()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_lists() {
+        assert_eq!(parse_devices("cpu").unwrap(), vec![ComputeDevice::Cpu]);
+        assert_eq!(
+            parse_devices("cuda:0,2").unwrap(),
+            vec![ComputeDevice::Cuda(0), ComputeDevice::Cuda(2)]
+        );
+        assert_eq!(parse_devices("cuda:1").unwrap(), vec![ComputeDevice::Cuda(1)]);
+        assert!(parse_devices("tpu").is_err());
+        assert!(parse_devices("cuda:x").is_err());
+    }
+}

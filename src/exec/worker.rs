@@ -1,0 +1,350 @@
+//! A worker: claims trials from the store one at a time, trains each with slaw's Burn trainer
+//! on its device, writes the evaluation points as they come, heartbeats to hold its lease, and
+//! records how each trial ended. Many workers (processes, machines) can share one store.
+//!
+//! Training runs on a plain thread; this async side only talks to the database, so a slow
+//! write never stalls a training step and a stalled trainer never stops the heartbeat.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slaw_train::data::{self, Dataset};
+use slaw_train::trainer::{Evaluation, Outcome, Progress, Reporter, StartInfo, Summary};
+use slaw_train::{train, ComputeDevice};
+use tokio::sync::mpsc;
+
+use super::ExecError;
+use crate::store::{Claimed, Finish, MetricRow, Store, TrialState};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Claim only from this sweep; negative: from any sweep.
+    pub sweep_id: i64,
+    /// Where to train.
+    pub device: ComputeDevice,
+    /// A trial whose heartbeat is older than this is taken back.
+    pub lease_seconds: f64,
+    /// How often the lease is renewed.
+    pub heartbeat_seconds: f64,
+    /// Stop after this many trials.
+    pub max_trials: Option<usize>,
+    /// Identity written on claimed trials (`host:pid`).
+    pub identity: String,
+}
+
+/// What a worker reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    /// A trial was claimed.
+    Claimed {
+        /// Its key.
+        key: String,
+        /// Its attempt number.
+        attempt: i64,
+    },
+    /// A trial ended.
+    Finished {
+        /// Its key.
+        key: String,
+        /// The state it ended in.
+        state: TrialState,
+        /// Its final validation loss.
+        val_loss: Option<f64>,
+        /// Training seconds.
+        wall_seconds: f64,
+        /// Error text, if any.
+        error: Option<String>,
+    },
+    /// The lease was lost (the trial was reaped); nothing more is written for it.
+    LeaseLost {
+        /// Its key.
+        key: String,
+    },
+    /// Trials reaped from dead workers before claiming.
+    Reaped {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Trials a worker ran, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Completed trials.
+    pub completed: usize,
+    /// Failed trials.
+    pub failed: usize,
+    /// Diverged trials.
+    pub diverged: usize,
+    /// Trials stopped by Ctrl-C / SIGTERM.
+    pub interrupted: usize,
+    /// Trials whose lease was lost.
+    pub lost: usize,
+}
+
+enum Message {
+    Started(StartInfo),
+    Progress(Progress),
+    Evaluated(Evaluation),
+}
+
+/// Sends the trainer's reports to the async side and relays stop requests to the trainer.
+struct ChannelReporter {
+    tx: mpsc::UnboundedSender<Message>,
+    stop_trial: Arc<AtomicBool>,
+    stop_all: Arc<AtomicBool>,
+}
+
+impl Reporter for ChannelReporter {
+    fn started(&mut self, info: &StartInfo) {
+        let _ = self.tx.send(Message::Started(info.clone()));
+    }
+    fn progress(&mut self, p: &Progress) {
+        let _ = self.tx.send(Message::Progress(p.clone()));
+    }
+    fn evaluated(&mut self, e: &Evaluation) {
+        let _ = self.tx.send(Message::Evaluated(e.clone()));
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stop_trial.load(Ordering::Relaxed) || self.stop_all.load(Ordering::Relaxed)
+    }
+}
+
+/// Data sets loaded by this worker, by configuration (a sweep's trials share one).
+type DataCache = Arc<Mutex<HashMap<String, Arc<Dataset>>>>;
+
+/// Runs trials until none can be claimed, `max_trials` ran, or `stop` is set.
+pub async fn run_worker(
+    store: &Store,
+    opts: &WorkerOptions,
+    stop: Arc<AtomicBool>,
+    observer: &mut (dyn FnMut(WorkerEvent) + Send),
+) -> Result<WorkerReport, ExecError> {
+    let host = crate::store::hostname();
+    let cache: DataCache = Arc::default();
+    let mut data_paths: HashMap<i64, Option<PathBuf>> = HashMap::new();
+    let mut report = WorkerReport::default();
+    let mut ran = 0usize;
+    while !stop.load(Ordering::Relaxed) && opts.max_trials.is_none_or(|m| ran < m) {
+        let reaped = store.reap(opts.sweep_id, opts.lease_seconds, &host).await?;
+        if !reaped.is_empty() {
+            observer(WorkerEvent::Reaped {
+                count: reaped.len(),
+            });
+        }
+        let Some(claimed) = store
+            .claim(opts.sweep_id, &opts.identity, &opts.device.to_string())
+            .await?
+        else {
+            break;
+        };
+        ran += 1;
+        observer(WorkerEvent::Claimed {
+            key: claimed.key.clone(),
+            attempt: claimed.attempt,
+        });
+        let data_path = match data_paths.get(&claimed.sweep_id) {
+            Some(p) => p.clone(),
+            None => {
+                let p = sweep_data_path(store, claimed.sweep_id).await?;
+                data_paths.insert(claimed.sweep_id, p.clone());
+                p
+            }
+        };
+        let event = run_trial(store, opts, &claimed, data_path, &cache, stop.clone()).await?;
+        match &event {
+            WorkerEvent::Finished { state, .. } => match state {
+                TrialState::Completed => report.completed += 1,
+                TrialState::Diverged => report.diverged += 1,
+                TrialState::Interrupted => report.interrupted += 1,
+                _ => report.failed += 1,
+            },
+            WorkerEvent::LeaseLost { .. } => report.lost += 1,
+            _ => {}
+        }
+        observer(event);
+    }
+    Ok(report)
+}
+
+async fn sweep_data_path(store: &Store, sweep_id: i64) -> Result<Option<PathBuf>, ExecError> {
+    let sweeps = store.sweeps().await?;
+    let Some(row) = sweeps.into_iter().find(|s| s.id == sweep_id) else {
+        return Ok(None);
+    };
+    Ok(row.spec()?.data_path)
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the trainer panicked".to_string()
+    }
+}
+
+fn load_data(
+    cache: &DataCache,
+    config: &slaw_train::config::DataConfig,
+    path: Option<&std::path::Path>,
+) -> Result<Arc<Dataset>, String> {
+    let key = serde_json::to_string(config).unwrap_or_default();
+    if let Some(d) = cache.lock().map_err(|e| e.to_string())?.get(&key) {
+        return Ok(d.clone());
+    }
+    let loaded = Arc::new(data::load(config, path).map_err(|e| e.to_string())?);
+    cache
+        .lock()
+        .map_err(|e| e.to_string())?
+        .insert(key, loaded.clone());
+    Ok(loaded)
+}
+
+/// What the training thread hands back.
+enum ThreadResult {
+    Trained(Outcome),
+    Failed(String),
+}
+
+async fn run_trial(
+    store: &Store,
+    opts: &WorkerOptions,
+    claimed: &Claimed,
+    data_path: Option<PathBuf>,
+    cache: &DataCache,
+    stop_all: Arc<AtomicBool>,
+) -> Result<WorkerEvent, ExecError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop_trial = Arc::new(AtomicBool::new(false));
+    let mut reporter = ChannelReporter {
+        tx,
+        stop_trial: stop_trial.clone(),
+        stop_all: stop_all.clone(),
+    };
+    let config = claimed.config.clone();
+    let device = opts.device.clone();
+    let cache = cache.clone();
+    let thread = std::thread::spawn(move || {
+        let data = match load_data(&cache, &config.data, data_path.as_deref()) {
+            Ok(d) => d,
+            Err(e) => return ThreadResult::Failed(e),
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            train(&config, &data, &device, &mut reporter)
+        })) {
+            Ok(Ok(outcome)) => ThreadResult::Trained(outcome),
+            Ok(Err(e)) => ThreadResult::Failed(e.to_string()),
+            Err(payload) => ThreadResult::Failed(format!("panic: {}", panic_text(payload))),
+        }
+    });
+
+    let worker = opts.identity.as_str();
+    let mut beat = tokio::time::interval(Duration::from_secs_f64(opts.heartbeat_seconds.max(0.05)));
+    beat.tick().await;
+    let (mut step, mut loss) = (0u64, None);
+    let mut lost = false;
+    let mut db_error: Option<ExecError> = None;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let result = match msg {
+                    None => break,
+                    Some(Message::Started(info)) => store.mark_started(claimed, worker, info.params).await,
+                    Some(Message::Progress(p)) => {
+                        step = p.step;
+                        loss = Some(p.train_loss);
+                        Ok(true)
+                    }
+                    Some(Message::Evaluated(e)) => store
+                        .add_metric(claimed, &MetricRow {
+                            step: e.step as i64,
+                            examples: e.examples as i64,
+                            flops: e.examples as f64 * claimed.flops_per_example,
+                            lr: e.lr,
+                            train_loss: Some(e.train_loss),
+                            val_loss: Some(e.val_loss),
+                            val_accuracy: Some(e.val_accuracy),
+                            wall_seconds: e.wall_seconds,
+                        })
+                        .await
+                        .map(|()| true),
+                };
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => lost = true,
+                    Err(e) => db_error = Some(e.into()),
+                }
+            }
+            _ = beat.tick() => {
+                match store.heartbeat(claimed, worker, step, loss).await {
+                    Ok(true) => {}
+                    Ok(false) => lost = true,
+                    Err(e) => db_error = Some(e.into()),
+                }
+            }
+        }
+        if lost || db_error.is_some() {
+            stop_trial.store(true, Ordering::Relaxed);
+        }
+    }
+    let result = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| ExecError::Worker(format!("training thread: {e}")))?
+        .unwrap_or_else(|p| ThreadResult::Failed(format!("panic: {}", panic_text(p))));
+    if let Some(e) = db_error {
+        return Err(e);
+    }
+    if lost {
+        return Ok(WorkerEvent::LeaseLost {
+            key: claimed.key.clone(),
+        });
+    }
+    let (state, summary, error, clean) = match result {
+        ThreadResult::Trained(Outcome::Completed(s)) => (TrialState::Completed, s, None, false),
+        ThreadResult::Trained(Outcome::Diverged(s)) => {
+            let msg = format!("non-finite loss at step {}", s.steps);
+            (TrialState::Diverged, s, Some(msg), false)
+        }
+        ThreadResult::Trained(Outcome::Stopped(s)) => {
+            let msg = format!("interrupted at step {} (Ctrl-C or SIGTERM)", s.steps);
+            (TrialState::Interrupted, s, Some(msg), true)
+        }
+        ThreadResult::Failed(msg) => (
+            TrialState::Failed,
+            Summary {
+                steps: step,
+                ..Summary::default()
+            },
+            Some(msg),
+            false,
+        ),
+    };
+    let finish = Finish {
+        step: summary.steps,
+        train_loss: summary.train_loss,
+        val_loss: summary.val_loss,
+        val_accuracy: summary.val_accuracy,
+        best_val_loss: summary.best_val_loss,
+        wall_seconds: summary.wall_seconds,
+        error: error.clone(),
+    };
+    if !store.finish(claimed, worker, state, &finish, clean).await? {
+        return Ok(WorkerEvent::LeaseLost {
+            key: claimed.key.clone(),
+        });
+    }
+    Ok(WorkerEvent::Finished {
+        key: claimed.key.clone(),
+        state,
+        val_loss: summary.val_loss,
+        wall_seconds: summary.wall_seconds,
+        error,
+    })
+}

@@ -1,0 +1,23 @@
+//! slaw: a scaling-law experiment orchestrator.
+//!
+//! A sweep file (YAML) names a data set, a model family with a size axis, epoch budgets,
+//! learning rates and seeds. slaw expands the grid, trains every trial with its Burn trainer on
+//! the CPU or GPUs, keeps every loss curve in a database, and (in later modules) fits and plots
+//! the compute–loss laws.
+//!
+//! Modules, with dependencies pointing down this list:
+//! - [`cli`]: the `slaw` command line.
+//! - [`exec`]: workers that claim and train trials; the local multi-process executor.
+//! - [`sweep`]: registering a sweep's grid, preflight checks, status summaries.
+//! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
+//! - [`plan`]: grid expansion, trial keys, parameter and FLOP counts.
+//! - [`spec`]: the sweep file's schema, parsing and validation.
+//!
+//! The trainer itself lives in the `slaw-train` crate.
+
+pub mod cli;
+pub mod exec;
+pub mod plan;
+pub mod spec;
+pub mod store;
+pub mod sweep;

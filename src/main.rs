@@ -1,0 +1,5 @@
+//! The `slaw` binary: everything is in the library.
+
+fn main() -> std::process::ExitCode {
+    slaw::cli::main()
+}

@@ -1,0 +1,793 @@
+//! The sweep file: its YAML schema, parsing with unknown keys rejected, defaults, and validation
+//! that names the YAML path, line and column of every problem.
+//!
+//! The output is a [`SweepSpec`]: every axis resolved (sizes, epoch budgets, learning rates,
+//! seeds) and every default filled in, ready for `plan` to expand. This module knows nothing of
+//! the database or of training. serde_yaml (deprecated upstream) is used only here.
+
+mod locate;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use slaw_train::config::{
+    Activation, DataConfig, EvalConfig, FashionSource, MlpConfig, ModelConfig, OptimConfig,
+    Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
+};
+
+pub use locate::{Locator, Position};
+
+/// One problem in a sweep file, with its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The file as the user named it.
+    pub file: String,
+    /// Where the offending value (or key) starts.
+    pub position: Position,
+    /// The YAML path, e.g. `train.lr.values[2]`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.position.line, self.position.column, self.path, self.message
+        )
+    }
+}
+
+/// Why a sweep file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid sweep.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written (every field optional where a default exists; unknown keys rejected).
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    data: DataSection,
+    model: ModelSection,
+    train: TrainSection,
+    #[serde(default)]
+    eval: Option<EvalSection>,
+    #[serde(default)]
+    retries: Option<Retries>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum DatasetName {
+    FashionMnist,
+    Synthetic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSection {
+    dataset: DatasetName,
+    // fashion-mnist
+    source: Option<FashionSource>,
+    path: Option<PathBuf>,
+    train_limit: Option<usize>,
+    split_seed: Option<u64>,
+    // both
+    validation: Option<usize>,
+    // synthetic
+    side: Option<usize>,
+    classes: Option<usize>,
+    train: Option<usize>,
+    teacher_width: Option<usize>,
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Family {
+    #[default]
+    Mlp,
+    Vit,
+}
+
+/// Declares the architecture fields shared by `model:` (family-wide values) and each entry of
+/// `model.sizes` (per-size values, which win).
+macro_rules! arch_struct {
+    ($name:ident { $($extra:ident : $ety:ty),* }) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($extra: $ety,)*
+            width: Option<usize>,
+            depth: Option<usize>,
+            heads: Option<usize>,
+            mlp_dim: Option<usize>,
+            mlp_ratio: Option<f64>,
+            patch: Option<usize>,
+            pool: Option<Pool>,
+            qk_norm: Option<bool>,
+            parallel_block: Option<bool>,
+            bias: Option<bool>,
+            activation: Option<Activation>,
+        }
+    };
+}
+
+arch_struct!(ModelSection { family: Family, sizes: Vec<SizeSection> });
+arch_struct!(SizeSection { name: String });
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainSection {
+    epochs: Vec<f64>,
+    lr: LrSection,
+    #[serde(default)]
+    seeds: Option<Vec<u64>>,
+    batch_size: usize,
+    #[serde(default)]
+    optimizer: Option<OptimizerSection>,
+    #[serde(default)]
+    weight_decay: Option<f64>,
+    #[serde(default)]
+    warmup: Option<f64>,
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    grad_clip: Option<f64>,
+    #[serde(default)]
+    precision: Option<Precision>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LrSection {
+    values: Option<Vec<f64>>,
+    grid: Option<GridSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridSection {
+    centre: f64,
+    #[serde(default)]
+    below: u32,
+    #[serde(default)]
+    above: u32,
+    #[serde(default)]
+    factor: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OptimizerName {
+    AdamW,
+    Sgd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizerSection {
+    name: OptimizerName,
+    beta1: Option<f64>,
+    beta2: Option<f64>,
+    eps: Option<f64>,
+    momentum: Option<f64>,
+    nesterov: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalSection {
+    points: Option<usize>,
+    spacing: Option<Spacing>,
+    max_examples: Option<usize>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolved sweep.
+// ---------------------------------------------------------------------------------------------
+
+/// How many times a trial that ended in each state is run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Retries after an error (crash, out of memory).
+    #[serde(default = "default_failed_retries")]
+    pub failed: u32,
+    /// Retries after a NaN/inf loss. Off by default: with the same seed it diverges again.
+    #[serde(default)]
+    pub diverged: u32,
+    /// Retries after an interruption that was not a clean Ctrl-C (killed worker, expired lease).
+    #[serde(default = "default_interrupted_retries")]
+    pub interrupted: u32,
+}
+
+fn default_failed_retries() -> u32 {
+    2
+}
+
+fn default_interrupted_retries() -> u32 {
+    3
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            failed: default_failed_retries(),
+            diverged: 0,
+            interrupted: default_interrupted_retries(),
+        }
+    }
+}
+
+/// One entry of the model-size axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSize {
+    /// The name the sweep gives it.
+    pub name: String,
+    /// The architecture at this size.
+    pub model: ModelConfig,
+}
+
+/// A validated sweep with every default resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    /// Unique name of the sweep in the store.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The data set and split.
+    pub data: DataConfig,
+    /// Directory of the Fashion-MNIST train split, when the sweep names one.
+    pub data_path: Option<PathBuf>,
+    /// The model-size axis, in the order written.
+    pub sizes: Vec<ModelSize>,
+    /// The epoch-budget axis.
+    pub epochs: Vec<f64>,
+    /// The learning-rate axis, ascending.
+    pub lrs: Vec<f64>,
+    /// The seed axis.
+    pub seeds: Vec<u64>,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Optimiser and schedule; `lr` is set per trial.
+    pub optim: OptimConfig,
+    /// Numeric precision.
+    pub precision: Precision,
+    /// Evaluation cadence.
+    pub eval: EvalConfig,
+    /// Retry limits per final state.
+    pub retries: Retries,
+}
+
+/// Problems found during validation, before positions are attached.
+#[derive(Default)]
+struct Findings(Vec<(String, String)>);
+
+impl Findings {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((path.into(), message.into()));
+    }
+
+    fn unit(&mut self, path: &str, value: f64) {
+        if !(0.0..1.0).contains(&value) {
+            self.add(path, format!("must be in [0, 1), got {value}"));
+        }
+    }
+
+    fn positive(&mut self, path: &str, value: f64, what: &str) {
+        if !(value.is_finite() && value > 0.0) {
+            self.add(path, format!("{what} must be a positive number, got {value}"));
+        }
+    }
+}
+
+/// Reads and validates the sweep file at `path`.
+pub fn load(path: &Path) -> Result<(SweepSpec, String), SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let spec = parse(&text, &path.display().to_string())?;
+    Ok((spec, text))
+}
+
+/// Parses and validates a sweep from `text`; `file` names it in error messages.
+pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
+    let problem = |position: Position, path: String, message: String| Problem {
+        file: file.to_string(),
+        position,
+        path,
+        message,
+    };
+    let raw: SweepFile =
+        match serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)) {
+            Ok(raw) => raw,
+            Err(err) => {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                let locator = Locator::new(text);
+                let position = inner
+                    .location()
+                    .map(|l| Position {
+                        line: l.line(),
+                        column: l.column(),
+                    })
+                    .unwrap_or_else(|| locator.value(&path));
+                let message = strip_path(&strip_location(&inner.to_string()), &path);
+                let path = if path == "." { "(top level)".to_string() } else { path };
+                return Err(SpecError::Invalid(vec![problem(position, path, message)]));
+            }
+        };
+    let mut findings = Findings::default();
+    let spec = resolve(raw, &mut findings);
+    if findings.0.is_empty() {
+        if let Some(spec) = spec {
+            return Ok(spec);
+        }
+    }
+    let locator = Locator::new(text);
+    Err(SpecError::Invalid(
+        findings
+            .0
+            .into_iter()
+            .map(|(path, message)| problem(locator.value(&path), path, message))
+            .collect(),
+    ))
+}
+
+/// serde_yaml starts its messages with the path of the enclosing mapping, which is reported
+/// apart (more precisely, from serde_path_to_error).
+fn strip_path(message: &str, path: &str) -> String {
+    match message.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') && path.starts_with(head) => rest.to_string(),
+        _ => message.to_string(),
+    }
+}
+
+/// serde_yaml appends " at line L column C" to its messages; the position is reported apart.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        f.add(
+            "name",
+            format!(
+                "sweep names use letters, digits, '-', '_' and '.', got {:?}",
+                raw.name
+            ),
+        );
+    }
+    let (data, data_path) = resolve_data(&raw.data, f);
+    let sizes = resolve_model(&raw.model, &data, f);
+    let t = &raw.train;
+
+    if t.epochs.is_empty() {
+        f.add("train.epochs", "the epoch-budget axis is empty");
+    }
+    for (i, e) in t.epochs.iter().enumerate() {
+        f.positive(&format!("train.epochs[{i}]"), *e, "an epoch budget");
+    }
+    let epochs = dedup_sorted(&t.epochs, "train.epochs", f);
+    let lrs = resolve_lr(&t.lr, f);
+    let seeds = t.seeds.clone().unwrap_or_else(|| vec![0]);
+    if seeds.is_empty() {
+        f.add("train.seeds", "the seed axis is empty");
+    }
+    if seeds.iter().collect::<HashSet<_>>().len() != seeds.len() {
+        f.add("train.seeds", "a seed appears twice");
+    }
+    if t.batch_size == 0 {
+        f.add("train.batch_size", "the batch size must be at least 1");
+    } else if t.batch_size > data.train_examples() {
+        f.add(
+            "train.batch_size",
+            format!(
+                "a batch of {} is larger than the {} training examples",
+                t.batch_size,
+                data.train_examples()
+            ),
+        );
+    }
+    let optimizer = resolve_optimizer(t.optimizer.as_ref(), f);
+    let weight_decay = t.weight_decay.unwrap_or(0.0);
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        f.add("train.weight_decay", format!("must be ≥ 0, got {weight_decay}"));
+    }
+    let warmup = t.warmup.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&warmup) {
+        f.add(
+            "train.warmup",
+            format!("the warm-up is a fraction of the budget in [0, 1), got {warmup}"),
+        );
+    }
+    if let Some(c) = t.grad_clip {
+        f.positive("train.grad_clip", c, "the gradient-norm clip");
+    }
+    let eval = match &raw.eval {
+        None => EvalConfig {
+            points: 8,
+            spacing: Spacing::Log,
+            max_examples: None,
+        },
+        Some(e) => EvalConfig {
+            points: e.points.unwrap_or(8),
+            spacing: e.spacing.unwrap_or(Spacing::Log),
+            max_examples: e.max_examples,
+        },
+    };
+    if eval.points == 0 {
+        f.add("eval.points", "at least one evaluation point is needed");
+    }
+    if eval.max_examples == Some(0) {
+        f.add("eval.max_examples", "must be at least 1");
+    }
+
+    Some(SweepSpec {
+        name: raw.name,
+        description: raw.description,
+        data,
+        data_path,
+        sizes: sizes?,
+        epochs,
+        lrs: lrs?,
+        seeds,
+        batch_size: t.batch_size,
+        optim: OptimConfig {
+            optimizer: optimizer?,
+            lr: 0.0,
+            weight_decay,
+            warmup,
+            schedule: t.schedule.unwrap_or(Schedule::Cosine),
+            grad_clip: t.grad_clip,
+        },
+        precision: t.precision.unwrap_or(Precision::F32),
+        eval,
+        retries: raw.retries.unwrap_or_default(),
+    })
+}
+
+/// Sorted copy of an axis; a value written twice is a problem.
+fn dedup_sorted(values: &[f64], path: &str, f: &mut Findings) -> Vec<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.windows(2).any(|w| w[0] == w[1]) {
+        f.add(path, "a value appears twice");
+    }
+    v.dedup();
+    v
+}
+
+fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Option<PathBuf>) {
+    let mut not_for = |field: &str, present: bool, dataset: &str| {
+        if present {
+            f.add(
+                format!("data.{field}"),
+                format!("not a setting of the {dataset} data set"),
+            );
+        }
+    };
+    match d.dataset {
+        DatasetName::FashionMnist => {
+            not_for("side", d.side.is_some(), "fashion-mnist");
+            not_for("classes", d.classes.is_some(), "fashion-mnist");
+            not_for("train", d.train.is_some(), "fashion-mnist");
+            not_for("teacher_width", d.teacher_width.is_some(), "fashion-mnist");
+            not_for("seed", d.seed.is_some(), "fashion-mnist (use split_seed)");
+            let source = d.source.unwrap_or(FashionSource::T10k);
+            let total = match source {
+                FashionSource::T10k => 10_000,
+                FashionSource::Train => 60_000,
+            };
+            let validation = d.validation.unwrap_or(total / 5);
+            if validation == 0 || validation >= total {
+                f.add(
+                    "data.validation",
+                    format!(
+                        "hold out between 1 and {} of the {total} examples, got {validation}",
+                        total - 1
+                    ),
+                );
+            }
+            if d.train_limit == Some(0) {
+                f.add("data.train_limit", "must be at least 1");
+            }
+            (
+                DataConfig::FashionMnist {
+                    source,
+                    validation,
+                    train_limit: d.train_limit,
+                    split_seed: d.split_seed.unwrap_or(0),
+                },
+                d.path.clone(),
+            )
+        }
+        DatasetName::Synthetic => {
+            not_for("source", d.source.is_some(), "synthetic");
+            not_for("path", d.path.is_some(), "synthetic");
+            not_for("train_limit", d.train_limit.is_some(), "synthetic");
+            not_for("split_seed", d.split_seed.is_some(), "synthetic (use seed)");
+            let cfg = DataConfig::Synthetic {
+                side: d.side.unwrap_or(8),
+                classes: d.classes.unwrap_or(4),
+                train: d.train.unwrap_or(2048),
+                validation: d.validation.unwrap_or(512),
+                teacher_width: d.teacher_width.unwrap_or(32),
+                seed: d.seed.unwrap_or(0),
+            };
+            if let DataConfig::Synthetic {
+                side,
+                classes,
+                train,
+                validation,
+                teacher_width,
+                ..
+            } = &cfg
+            {
+                for (field, v, min) in [
+                    ("side", *side, 1),
+                    ("classes", *classes, 2),
+                    ("train", *train, 1),
+                    ("validation", *validation, 1),
+                    ("teacher_width", *teacher_width, 1),
+                ] {
+                    if v < min {
+                        f.add(format!("data.{field}"), format!("must be at least {min}"));
+                    }
+                }
+            }
+            (cfg, None)
+        }
+    }
+}
+
+fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Option<Vec<ModelSize>> {
+    if m.sizes.is_empty() {
+        f.add("model.sizes", "the model-size axis is empty");
+        return None;
+    }
+    let mut names = HashSet::new();
+    let shape = data.input_shape();
+    let family_name = match m.family {
+        Family::Mlp => "mlp",
+        Family::Vit => "vit",
+    };
+    // Fields that the family does not have, written at the family level or on a size.
+    let foreign: &[(&str, fn(&SizeSection) -> bool, fn(&ModelSection) -> bool)] = match m.family {
+        Family::Mlp => &[
+            ("heads", |s| s.heads.is_some(), |m| m.heads.is_some()),
+            ("mlp_dim", |s| s.mlp_dim.is_some(), |m| m.mlp_dim.is_some()),
+            ("mlp_ratio", |s| s.mlp_ratio.is_some(), |m| m.mlp_ratio.is_some()),
+            ("patch", |s| s.patch.is_some(), |m| m.patch.is_some()),
+            ("pool", |s| s.pool.is_some(), |m| m.pool.is_some()),
+            ("qk_norm", |s| s.qk_norm.is_some(), |m| m.qk_norm.is_some()),
+            ("parallel_block", |s| s.parallel_block.is_some(), |m| m.parallel_block.is_some()),
+        ],
+        Family::Vit => &[("activation", |s| s.activation.is_some(), |m| m.activation.is_some())],
+    };
+    for (field, _, at_model) in foreign {
+        if at_model(m) {
+            f.add(
+                format!("model.{field}"),
+                format!("not a setting of the {family_name} family"),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (i, s) in m.sizes.iter().enumerate() {
+        let p = format!("model.sizes[{i}]");
+        for (field, at_size, _) in foreign {
+            if at_size(s) {
+                f.add(
+                    format!("{p}.{field}"),
+                    format!("not a setting of the {family_name} family"),
+                );
+            }
+        }
+        if s.name.is_empty() {
+            f.add(format!("{p}.name"), "a size needs a name");
+        } else if !names.insert(s.name.clone()) {
+            f.add(format!("{p}.name"), format!("the size name {:?} is used twice", s.name));
+        }
+        let mut need = |field: &str, v: Option<usize>, min: usize| -> usize {
+            match v {
+                None => {
+                    f.add(
+                        format!("{p}.{field}"),
+                        format!("missing: set {field} on the size or on model"),
+                    );
+                    0
+                }
+                Some(v) if v < min => {
+                    f.add(format!("{p}.{field}"), format!("must be at least {min}, got {v}"));
+                    v
+                }
+                Some(v) => v,
+            }
+        };
+        let width = need("width", s.width.or(m.width), 1);
+        let depth = need("depth", s.depth.or(m.depth), 1);
+        let bias = s.bias.or(m.bias).unwrap_or(true);
+        let model = match m.family {
+            Family::Mlp => ModelConfig::Mlp(MlpConfig {
+                width,
+                depth,
+                activation: s.activation.or(m.activation).unwrap_or(Activation::Gelu),
+                bias,
+            }),
+            Family::Vit => {
+                let patch = need("patch", s.patch.or(m.patch), 1);
+                let heads = need("heads", s.heads.or(m.heads), 1);
+                if patch > 0 && (shape.height % patch != 0 || shape.width % patch != 0) {
+                    f.add(
+                        format!("{p}.patch"),
+                        format!(
+                            "a patch of {patch} does not tile {}×{} images",
+                            shape.height, shape.width
+                        ),
+                    );
+                }
+                if heads > 0 && width % heads != 0 {
+                    f.add(
+                        format!("{p}.heads"),
+                        format!("{heads} heads do not divide the width {width}"),
+                    );
+                }
+                let mlp_dim = match (s.mlp_dim.or(m.mlp_dim), s.mlp_ratio.or(m.mlp_ratio)) {
+                    (Some(d), _) => d,
+                    (None, Some(r)) if r.is_finite() && r > 0.0 => {
+                        ((r * width as f64).round() as usize).max(1)
+                    }
+                    (None, Some(r)) => {
+                        f.add(format!("{p}.mlp_ratio"), format!("must be positive, got {r}"));
+                        1
+                    }
+                    (None, None) => 4 * width,
+                };
+                ModelConfig::Vit(VitConfig {
+                    patch,
+                    width,
+                    depth,
+                    heads,
+                    mlp_dim,
+                    pool: s.pool.or(m.pool).unwrap_or(Pool::Cls),
+                    qk_norm: s.qk_norm.or(m.qk_norm).unwrap_or(false),
+                    parallel_block: s.parallel_block.or(m.parallel_block).unwrap_or(false),
+                    bias,
+                })
+            }
+        };
+        out.push(ModelSize {
+            name: s.name.clone(),
+            model,
+        });
+    }
+    Some(out)
+}
+
+fn resolve_lr(lr: &LrSection, f: &mut Findings) -> Option<Vec<f64>> {
+    match (&lr.values, &lr.grid) {
+        (Some(_), Some(_)) => {
+            f.add("train.lr", "give either values or grid, not both");
+            None
+        }
+        (None, None) => {
+            f.add(
+                "train.lr",
+                "give the learning-rate axis as values: [...] or grid: {centre, below, above, factor}",
+            );
+            None
+        }
+        (Some(values), None) => {
+            if values.is_empty() {
+                f.add("train.lr.values", "the learning-rate axis is empty");
+            }
+            for (i, v) in values.iter().enumerate() {
+                f.positive(&format!("train.lr.values[{i}]"), *v, "a learning rate");
+            }
+            Some(dedup_sorted(values, "train.lr.values", f))
+        }
+        (None, Some(g)) => {
+            let factor = g.factor.unwrap_or(2.0);
+            f.positive("train.lr.grid.centre", g.centre, "the centre learning rate");
+            if !(factor.is_finite() && factor > 1.0) {
+                f.add(
+                    "train.lr.grid.factor",
+                    format!("the grid factor must be greater than 1, got {factor}"),
+                );
+                return None;
+            }
+            Some(lr_grid(g.centre, g.below, g.above, factor))
+        }
+    }
+}
+
+/// `centre · factor^k` for k in −below..=above, ascending.
+pub fn lr_grid(centre: f64, below: u32, above: u32, factor: f64) -> Vec<f64> {
+    (-(below as i32)..=above as i32)
+        .map(|k| centre * factor.powi(k))
+        .collect()
+}
+
+fn resolve_optimizer(o: Option<&OptimizerSection>, f: &mut Findings) -> Option<Optimizer> {
+    let Some(o) = o else {
+        return Some(Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        });
+    };
+    match o.name {
+        OptimizerName::AdamW => {
+            for (field, present) in [("momentum", o.momentum.is_some()), ("nesterov", o.nesterov.is_some())] {
+                if present {
+                    f.add(format!("train.optimizer.{field}"), "not a setting of adamw");
+                }
+            }
+            let (beta1, beta2, eps) = (o.beta1.unwrap_or(0.9), o.beta2.unwrap_or(0.999), o.eps.unwrap_or(1e-8));
+            f.unit("train.optimizer.beta1", beta1);
+            f.unit("train.optimizer.beta2", beta2);
+            f.positive("train.optimizer.eps", eps, "epsilon");
+            Some(Optimizer::AdamW { beta1, beta2, eps })
+        }
+        OptimizerName::Sgd => {
+            for (field, present) in [
+                ("beta1", o.beta1.is_some()),
+                ("beta2", o.beta2.is_some()),
+                ("eps", o.eps.is_some()),
+            ] {
+                if present {
+                    f.add(format!("train.optimizer.{field}"), "not a setting of sgd");
+                }
+            }
+            let momentum = o.momentum.unwrap_or(0.9);
+            f.unit("train.optimizer.momentum", momentum);
+            Some(Optimizer::Sgd {
+                momentum,
+                nesterov: o.nesterov.unwrap_or(true),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

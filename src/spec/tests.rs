@@ -1,0 +1,169 @@
+use super::*;
+
+const GOOD: &str = "\
+name: demo
+data:
+  dataset: fashion-mnist
+  validation: 2000
+model:
+  family: vit
+  patch: 7
+  depth: 2
+  heads: 2
+  qk_norm: true
+  sizes:
+    - {name: s, width: 32}
+    - {name: m, width: 64, depth: 3}
+train:
+  epochs: [2, 0.5]
+  lr:
+    grid: {centre: 0.001, below: 1, above: 1}
+  seeds: [0, 1]
+  batch_size: 128
+  optimizer: {name: adamw, beta2: 0.95}
+  warmup: 0.05
+  grad_clip: 1.0
+";
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, "x.yaml") {
+        Err(SpecError::Invalid(p)) => p,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_good_sweep_resolves_every_default() {
+    let s = parse(GOOD, "x.yaml").unwrap();
+    assert_eq!(s.name, "demo");
+    assert_eq!(s.epochs, vec![0.5, 2.0]);
+    assert_eq!(s.lrs, vec![0.0005, 0.001, 0.002]);
+    assert_eq!(s.seeds, vec![0, 1]);
+    assert_eq!(s.sizes.len(), 2);
+    let ModelConfig::Vit(m) = &s.sizes[1].model else {
+        panic!()
+    };
+    assert_eq!((m.width, m.depth, m.heads, m.mlp_dim, m.patch), (64, 3, 2, 256, 7));
+    assert!(m.qk_norm && !m.parallel_block && m.bias);
+    assert_eq!(
+        s.optim.optimizer,
+        Optimizer::AdamW {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8
+        }
+    );
+    assert_eq!(s.optim.schedule, Schedule::Cosine);
+    assert_eq!(s.retries, Retries::default());
+    assert_eq!(s.eval.points, 8);
+}
+
+#[test]
+fn unknown_key_names_path_line_and_column() {
+    let text = GOOD.replace("  grad_clip: 1.0", "  grad_clip: 1.0\n  gradclip: 2");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    let msg = p[0].to_string();
+    assert!(msg.starts_with("x.yaml:23:3: train.gradclip: unknown field `gradclip`"), "{msg}");
+    assert!(msg.contains("unknown field `gradclip`"), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_path() {
+    let text = GOOD.replace("batch_size: 128", "batch_size: many");
+    let p = problems(&text);
+    assert_eq!(p[0].path, "train.batch_size");
+    assert_eq!(p[0].position.line, 19);
+    assert!(p[0].message.contains("invalid type"), "{}", p[0].message);
+}
+
+#[test]
+fn unknown_key_inside_a_grid() {
+    let text = GOOD.replace("{centre: 0.001, below: 1, above: 1}", "{centre: 0.001, below: 1, abov: 1}");
+    let p = problems(&text);
+    assert!(p[0].path.starts_with("train.lr.grid"), "{}", p[0]);
+    assert_eq!(p[0].position.line, 17);
+}
+
+#[test]
+fn negative_lr_and_empty_axis_are_located() {
+    let text = GOOD.replace(
+        "    grid: {centre: 0.001, below: 1, above: 1}",
+        "    values:\n      - 0.001\n      - -0.01",
+    );
+    let text = text.replace("seeds: [0, 1]", "seeds: []");
+    let p = problems(&text);
+    let lr = p.iter().find(|p| p.path == "train.lr.values[1]").unwrap();
+    assert_eq!((lr.position.line, lr.position.column), (19, 9));
+    assert!(lr.message.contains("positive"), "{}", lr.message);
+    let seeds = p.iter().find(|p| p.path == "train.seeds").unwrap();
+    assert!(seeds.message.contains("empty"));
+    assert_eq!(seeds.position.line, 20);
+}
+
+#[test]
+fn impossible_values_are_all_reported() {
+    let text = GOOD
+        .replace("epochs: [2, 0.5]", "epochs: [2, 0]")
+        .replace("batch_size: 128", "batch_size: 9000")
+        .replace("{name: m, width: 64, depth: 3}", "{name: m, width: 66, depth: 3}")
+        .replace("patch: 7", "patch: 5");
+    let p = problems(&text);
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"train.epochs[1]"), "{paths:?}");
+    assert!(paths.contains(&"train.batch_size"), "{paths:?}");
+    assert!(paths.contains(&"model.sizes[1].heads") || paths.contains(&"model.sizes[1].patch"));
+    let batch = p.iter().find(|p| p.path == "train.batch_size").unwrap();
+    assert!(batch.message.contains("8000 training examples"), "{}", batch.message);
+    assert_eq!(batch.position.line, 19);
+}
+
+#[test]
+fn fields_of_another_family_are_rejected() {
+    let text = GOOD.replace("  qk_norm: true", "  qk_norm: true\n  activation: relu");
+    let p = problems(&text);
+    assert_eq!(p[0].path, "model.activation");
+    assert_eq!(p[0].position.line, 11);
+}
+
+#[test]
+fn missing_width_is_reported_on_the_size() {
+    let text = GOOD.replace("{name: s, width: 32}", "{name: s}");
+    let p = problems(&text);
+    assert_eq!(p[0].path, "model.sizes[0].width");
+    assert_eq!(p[0].position.line, 12);
+}
+
+#[test]
+fn missing_required_section() {
+    let text = GOOD.replace("name: demo\n", "");
+    let p = problems(&text);
+    assert!(p[0].message.contains("missing field `name`"), "{}", p[0].message);
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_line() {
+    let p = problems("name: a\ntrain: [1,\n");
+    assert!(p[0].position.line >= 2, "{}", p[0]);
+}
+
+#[test]
+fn lr_grid_is_geometric() {
+    assert_eq!(lr_grid(1.0, 2, 1, 2.0), vec![0.25, 0.5, 1.0, 2.0]);
+    let g = lr_grid(0.1, 1, 1, 10.0);
+    assert!((g[0] - 0.01).abs() < 1e-15 && (g[2] - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn shipped_sweeps_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}

@@ -1,0 +1,744 @@
+//! The result store: sqlx over SQLite (default) or PostgreSQL, embedded migrations, every SQL
+//! statement of slaw, and the claiming and leasing of trials.
+//!
+//! One SQL text serves both databases wherever possible (`$n` placeholders work on both); the
+//! differences (DDL, `FOR UPDATE SKIP LOCKED`, pragmas) are isolated in this module. Times are
+//! Unix seconds as `f64`. A trial moves `pending → running → completed | failed | diverged |
+//! interrupted`; every transition out of `running` is fenced by the worker and attempt that
+//! claimed it, so a worker that lost its lease cannot overwrite a newer attempt.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+use crate::plan::TrialSpec;
+use crate::spec::SweepSpec;
+
+pub use rows::{Claimed, EventRow, MetricRow, StateCounts, SweepRow, TrialRow, TrialState};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Default location of the SQLite store.
+pub const DEFAULT_DB: &str = "results/slaw.db";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL or path is not usable.
+    #[error("{0}")]
+    Location(String),
+    /// A stored value could not be decoded.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// A named sweep does not exist.
+    #[error("no sweep named {0:?} in the database")]
+    NoSuchSweep(String),
+}
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// NaN and infinities are stored as NULL (SQLite cannot store NaN).
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite())
+}
+
+/// A connection pool to the result database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What `sync_trials` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncReport {
+    /// Trials new to the store.
+    pub added: usize,
+    /// Trials already stored (any state).
+    pub existing: usize,
+    /// Stored trials that the sweep file no longer contains (kept, marked inactive).
+    pub retired: usize,
+}
+
+/// The final numbers a worker writes when a trial ends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finish {
+    /// Steps done.
+    pub step: u64,
+    /// Final training loss.
+    pub train_loss: Option<f64>,
+    /// Final validation loss.
+    pub val_loss: Option<f64>,
+    /// Final validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Lowest validation loss seen.
+    pub best_val_loss: Option<f64>,
+    /// Seconds of training.
+    pub wall_seconds: f64,
+    /// Error text (failed trials) or a note (diverged, interrupted).
+    pub error: Option<String>,
+}
+
+/// A trial the reaper returned to the claimable states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaped {
+    /// Trial id.
+    pub trial_id: i64,
+    /// Attempt that was lost.
+    pub attempt: i64,
+    /// Worker that held it.
+    pub worker: String,
+    /// Why it was reaped.
+    pub reason: String,
+}
+
+fn eligible(t: &str, s: &str) -> String {
+    format!(
+        "({t}.state = 'pending' \
+          OR ({t}.state = 'failed' AND {t}.attempts <= {s}.retries_failed) \
+          OR ({t}.state = 'diverged' AND {t}.attempts <= {s}.retries_diverged) \
+          OR ({t}.state = 'interrupted' AND {t}.attempts <= {s}.retries_interrupted))"
+    )
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `location`: a `postgres://` URL, a `sqlite:` URL,
+    /// or a file path for SQLite. Runs the migrations.
+    pub async fn open(location: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = if location.starts_with("postgres://")
+            || location.starts_with("postgresql://")
+        {
+            (location.to_string(), Backend::Postgres)
+        } else {
+            let path = location
+                .strip_prefix("sqlite://")
+                .or_else(|| location.strip_prefix("sqlite:"))
+                .unwrap_or(location);
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(StoreError::Location("empty database path".into()));
+            }
+            if path != ":memory:" {
+                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Location(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(60))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers (status, query) run while workers write; it persists in the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+        } else {
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// The database behind the store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for read-only queries elsewhere in slaw.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sweeps and trials
+    // ----------------------------------------------------------------------------------------
+
+    /// Inserts or updates the sweep named in `spec`; returns its id.
+    pub async fn upsert_sweep(
+        &self,
+        spec: &SweepSpec,
+        yaml: &str,
+        source_path: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let spec_json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let t = now();
+        let row = sqlx::query(
+            "INSERT INTO sweeps (name, yaml, spec_json, source_path, retries_failed, \
+                                 retries_diverged, retries_interrupted, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (name) DO UPDATE SET yaml = excluded.yaml, spec_json = excluded.spec_json, \
+                 source_path = excluded.source_path, retries_failed = excluded.retries_failed, \
+                 retries_diverged = excluded.retries_diverged, \
+                 retries_interrupted = excluded.retries_interrupted, updated_at = excluded.updated_at \
+             RETURNING id",
+        )
+        .bind(&spec.name)
+        .bind(yaml)
+        .bind(spec_json)
+        .bind(source_path)
+        .bind(spec.retries.failed as i64)
+        .bind(spec.retries.diverged as i64)
+        .bind(spec.retries.interrupted as i64)
+        .bind(t)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Makes the stored trials of `sweep_id` match `trials`: new keys are inserted as pending,
+    /// existing ones keep their state (and get the current name and priority), and stored keys
+    /// that are not in `trials` are marked inactive.
+    pub async fn sync_trials(
+        &self,
+        sweep_id: i64,
+        trials: &[TrialSpec],
+    ) -> Result<SyncReport, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Vec<String> = sqlx::query("SELECT key FROM trials WHERE sweep_id = $1")
+            .bind(sweep_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("key"))
+            .collect::<Result<_, _>>()?;
+        let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+        let mut report = SyncReport::default();
+        let t = now();
+        for trial in trials {
+            if stored.contains(&trial.key) {
+                report.existing += 1;
+                sqlx::query(
+                    "UPDATE trials SET active = 1, size_name = $3, size_index = $4, priority = $5 \
+                     WHERE sweep_id = $1 AND key = $2",
+                )
+                .bind(sweep_id)
+                .bind(&trial.key)
+                .bind(&trial.size)
+                .bind(trial.size_index as i64)
+                .bind(trial.priority)
+                .execute(&mut *tx)
+                .await?;
+                continue;
+            }
+            report.added += 1;
+            let config =
+                serde_json::to_string(&trial.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO trials (sweep_id, key, priority, config_json, size_name, size_index, \
+                     family, params, params_non_embedding, tokens_per_example, epochs, batch_size, \
+                     lr, seed, steps, examples, flops_per_example, flops, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                         $17, $18, $19)",
+            )
+            .bind(sweep_id)
+            .bind(&trial.key)
+            .bind(trial.priority)
+            .bind(config)
+            .bind(&trial.size)
+            .bind(trial.size_index as i64)
+            .bind(&trial.family)
+            .bind(trial.params as i64)
+            .bind(trial.params_non_embedding as i64)
+            .bind(trial.tokens_per_example as i64)
+            .bind(trial.epochs)
+            .bind(trial.config.batch_size as i64)
+            .bind(trial.lr)
+            .bind(trial.seed as i64)
+            .bind(trial.steps as i64)
+            .bind(trial.examples as i64)
+            .bind(trial.flops_per_example as f64)
+            .bind(trial.flops)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let current: std::collections::HashSet<&str> = trials.iter().map(|t| t.key.as_str()).collect();
+        for key in stored.iter().filter(|k| !current.contains(k.as_str())) {
+            report.retired += 1;
+            sqlx::query("UPDATE trials SET active = 0 WHERE sweep_id = $1 AND key = $2")
+                .bind(sweep_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// All sweeps, oldest first.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {} FROM sweeps ORDER BY id", SweepRow::COLUMNS)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(SweepRow::from_row).collect()
+    }
+
+    /// The sweep named `name`.
+    pub async fn sweep(&self, name: &str) -> Result<SweepRow, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {} FROM sweeps WHERE name = $1", SweepRow::COLUMNS)))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => SweepRow::from_row(&r),
+            None => Err(StoreError::NoSuchSweep(name.to_string())),
+        }
+    }
+
+    /// The active trials of a sweep, in grid order.
+    pub async fn trials(&self, sweep_id: i64) -> Result<Vec<TrialRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM trials WHERE sweep_id = $1 AND active = 1 \
+             ORDER BY size_index, epochs, lr, seed",
+            TrialRow::COLUMNS
+        )))
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TrialRow::from_row).collect()
+    }
+
+    /// Active trials of a sweep that are running, or that ended after `since` (Unix seconds).
+    pub async fn live_trials(&self, sweep_id: i64, since: f64) -> Result<Vec<TrialRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM trials WHERE sweep_id = $1 AND active = 1 \
+             AND (state = 'running' OR finished_at > $2) ORDER BY finished_at, claimed_at",
+            TrialRow::COLUMNS
+        )))
+        .bind(sweep_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TrialRow::from_row).collect()
+    }
+
+    /// One trial by key (a unique prefix is enough), in any sweep.
+    pub async fn trial_by_key(&self, key: &str) -> Result<Vec<TrialRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM trials WHERE key LIKE $1 ORDER BY id",
+            TrialRow::COLUMNS
+        )))
+        .bind(format!("{key}%"))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TrialRow::from_row).collect()
+    }
+
+    /// Trial counts by state (active trials), and how many can be claimed now.
+    pub async fn counts(&self, sweep_id: i64) -> Result<StateCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM trials WHERE sweep_id = $1 AND active = 1 GROUP BY state",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = StateCounts::default();
+        for r in &rows {
+            let state: String = r.try_get("state")?;
+            let n: i64 = r.try_get("n")?;
+            counts.add(TrialState::parse(&state)?, n as usize);
+        }
+        let claimable: i64 = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE t.sweep_id = $1 AND t.active = 1 AND {}",
+            eligible("t", "s")
+        )))
+        .bind(sweep_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        counts.claimable = claimable as usize;
+        Ok(counts)
+    }
+
+    /// Planned training FLOPs of the active trials, and how many of them are still to run
+    /// (claimable trials in full, running trials in proportion to their remaining steps).
+    pub async fn flops_remaining(&self, sweep_id: i64) -> Result<(f64, f64), StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COALESCE(SUM(t.flops), 0.0) AS total, \
+                    COALESCE(SUM(CASE WHEN {} THEN t.flops \
+                                      WHEN t.state = 'running' THEN t.flops * \
+                                           (1.0 - 1.0 * COALESCE(t.progress_step, 0) / t.steps) \
+                                      ELSE 0.0 END), 0.0) AS remaining \
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE t.sweep_id = $1 AND t.active = 1",
+            eligible("t", "s")
+        )))
+        .bind(sweep_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("total")?, row.try_get("remaining")?))
+    }
+
+    /// The evaluation points of a trial's current attempt.
+    pub async fn metrics(&self, trial_id: i64) -> Result<Vec<MetricRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM metrics m JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempts \
+             WHERE m.trial_id = $1 ORDER BY m.step",
+            MetricRow::COLUMNS
+        )))
+        .bind(trial_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(MetricRow::from_row).collect()
+    }
+
+    /// The event log of a trial.
+    pub async fn events(&self, trial_id: i64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM trial_events WHERE trial_id = $1 ORDER BY id",
+            EventRow::COLUMNS
+        )))
+        .bind(trial_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(EventRow::from_row).collect()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Claiming and leasing
+    // ----------------------------------------------------------------------------------------
+
+    /// Returns to `interrupted` every running trial whose heartbeat is older than
+    /// `lease_seconds`, and every running trial held by a process of `host` that no longer
+    /// exists. `sweep_id < 0` means every sweep.
+    pub async fn reap(
+        &self,
+        sweep_id: i64,
+        lease_seconds: f64,
+        host: &str,
+    ) -> Result<Vec<Reaped>, StoreError> {
+        let t = now();
+        let rows = sqlx::query(
+            "SELECT id, attempts, worker, heartbeat_at FROM trials \
+             WHERE ($1 < 0 OR sweep_id = $1) AND state = 'running'",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut reaped = Vec::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let attempt: i64 = r.try_get("attempts")?;
+            let worker: Option<String> = r.try_get("worker")?;
+            let heartbeat: Option<f64> = r.try_get("heartbeat_at")?;
+            let worker = worker.unwrap_or_default();
+            let reason = if heartbeat.is_none_or(|h| t - h > lease_seconds) {
+                Some(format!(
+                    "lease expired: no heartbeat from {worker} for {:.0} s (lease {lease_seconds:.0} s)",
+                    heartbeat.map_or(f64::INFINITY, |h| t - h)
+                ))
+            } else if local_process_is_gone(&worker, host) {
+                Some(format!("worker {worker} is no longer running"))
+            } else {
+                None
+            };
+            let Some(reason) = reason else { continue };
+            let done = sqlx::query(
+                "UPDATE trials SET state = 'interrupted', finished_at = $4, error = $5 \
+                 WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(&worker)
+            .bind(t)
+            .bind(&reason)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                self.event(id, attempt, "lease_expired", Some(&worker), Some(&reason))
+                    .await?;
+                reaped.push(Reaped {
+                    trial_id: id,
+                    attempt,
+                    worker,
+                    reason,
+                });
+            }
+        }
+        Ok(reaped)
+    }
+
+    /// Atomically takes the next claimable trial (of `sweep_id`, or of any sweep when it is
+    /// negative) for `worker`. No two workers can receive the same trial attempt.
+    pub async fn claim(
+        &self,
+        sweep_id: i64,
+        worker: &str,
+        device: &str,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
+        };
+        let t = now();
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE trials SET state = 'running', attempts = attempts + 1, worker = $2, device = $3, \
+                 claimed_at = $4, heartbeat_at = $4, started_at = NULL, finished_at = NULL, \
+                 error = NULL, progress_step = 0, progress_loss = NULL \
+             WHERE id = (SELECT t.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+                         WHERE ($1 < 0 OR t.sweep_id = $1) AND t.active = 1 AND {} \
+                         ORDER BY t.priority, t.id LIMIT 1 {lock}) \
+             RETURNING id, sweep_id, key, attempts, config_json, flops_per_example",
+            eligible("t", "s"),
+        )))
+        .bind(sweep_id)
+        .bind(worker)
+        .bind(device)
+        .bind(t)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let claimed = Claimed::from_row(&row)?;
+        sqlx::query("DELETE FROM metrics WHERE trial_id = $1 AND attempt >= $2")
+            .bind(claimed.trial_id)
+            .bind(claimed.attempt)
+            .execute(&self.pool)
+            .await?;
+        self.event(claimed.trial_id, claimed.attempt, "claimed", Some(worker), Some(device))
+            .await?;
+        Ok(Some(claimed))
+    }
+
+    /// Records that training started; `false` when the lease was lost.
+    pub async fn mark_started(&self, c: &Claimed, worker: &str, params_measured: u64) -> Result<bool, StoreError> {
+        let t = now();
+        let done = sqlx::query(
+            "UPDATE trials SET started_at = $4, heartbeat_at = $4, params_measured = $5 \
+             WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(worker)
+        .bind(t)
+        .bind(params_measured as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Renews the lease and stores the latest progress; `false` when the lease was lost (the
+    /// trial was reaped and possibly claimed by another worker).
+    pub async fn heartbeat(
+        &self,
+        c: &Claimed,
+        worker: &str,
+        step: u64,
+        loss: Option<f64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE trials SET heartbeat_at = $4, progress_step = $5, progress_loss = $6 \
+             WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(worker)
+        .bind(now())
+        .bind(step as i64)
+        .bind(finite(loss))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores one evaluation point of the claimed attempt.
+    pub async fn add_metric(&self, c: &Claimed, m: &MetricRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO metrics (trial_id, attempt, step, examples, flops, lr, train_loss, \
+                                  val_loss, val_accuracy, wall_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (trial_id, attempt, step) DO NOTHING",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(m.step)
+        .bind(m.examples)
+        .bind(m.flops)
+        .bind(m.lr)
+        .bind(finite(m.train_loss))
+        .bind(finite(m.val_loss))
+        .bind(finite(m.val_accuracy))
+        .bind(m.wall_seconds)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the claimed attempt in `state`. A clean interruption (Ctrl-C) gives the attempt
+    /// back, so that it does not count against the retry limit. `false` when the lease was lost.
+    pub async fn finish(
+        &self,
+        c: &Claimed,
+        worker: &str,
+        state: TrialState,
+        f: &Finish,
+        clean_interrupt: bool,
+    ) -> Result<bool, StoreError> {
+        let t = now();
+        let refund = i64::from(clean_interrupt);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE trials SET state = $4, finished_at = $5, wall_seconds = $6, error = $7, \
+                 final_step = $8, final_train_loss = $9, final_val_loss = $10, \
+                 final_val_accuracy = $11, best_val_loss = $12, progress_step = $8, \
+                 attempts = attempts - $13 \
+             WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(worker)
+        .bind(state.as_str())
+        .bind(t)
+        .bind(f.wall_seconds)
+        .bind(f.error.as_deref())
+        .bind(f.step as i64)
+        .bind(finite(f.train_loss))
+        .bind(finite(f.val_loss))
+        .bind(finite(f.val_accuracy))
+        .bind(finite(f.best_val_loss))
+        .bind(refund)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if clean_interrupt {
+            // The refunded attempt number will be reused: its partial curve goes.
+            sqlx::query("DELETE FROM metrics WHERE trial_id = $1 AND attempt = $2")
+                .bind(c.trial_id)
+                .bind(c.attempt)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO trial_events (trial_id, attempt, event, worker, at, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(state.as_str())
+        .bind(worker)
+        .bind(t)
+        .bind(f.error.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn event(
+        &self,
+        trial_id: i64,
+        attempt: i64,
+        event: &str,
+        worker: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO trial_events (trial_id, attempt, event, worker, at, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(trial_id)
+        .bind(attempt)
+        .bind(event)
+        .bind(worker)
+        .bind(now())
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// `host:pid` of this process, the identity a worker claims under.
+pub fn worker_identity() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// True when `worker` (`host:pid`) names a process of `host` that no longer exists.
+fn local_process_is_gone(worker: &str, host: &str) -> bool {
+    let Some((h, pid)) = worker.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if h != host || pid <= 0 {
+        return false;
+    }
+    // A zombie (exited, not yet reaped by its parent) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => {
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            !alive
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The sweep scheduler's policy: registering a sweep and its grid in the store (so that a rerun
+//! or an extended axis runs only what is missing), checking that the sweep can run on the chosen
+//! devices, and summarising where a sweep stands.
+//!
+//! Which stored trials are claimable (pending, or ended with retries left) is decided by the
+//! store's claim query from the sweep's retry limits; this module never parses YAML.
+
+use serde::Serialize;
+use slaw_train::config::Precision;
+use slaw_train::trainer::CUDA_BUILT;
+use slaw_train::ComputeDevice;
+
+use crate::plan::{expand, Plan};
+use crate::spec::SweepSpec;
+use crate::store::{now, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState};
+
+/// Errors of the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sweep cannot run on the chosen devices.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A sweep registered in the store.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Its id.
+    pub sweep_id: i64,
+    /// Its expanded grid.
+    pub plan: Plan,
+    /// What registering changed.
+    pub sync: SyncReport,
+}
+
+/// Stores the sweep and its grid: new trials become pending, finished ones stay finished.
+pub async fn prepare(
+    store: &Store,
+    spec: &SweepSpec,
+    yaml: &str,
+    source: Option<&str>,
+) -> Result<Prepared, SweepError> {
+    let plan = expand(spec);
+    let sweep_id = store.upsert_sweep(spec, yaml, source).await?;
+    let sync = store.sync_trials(sweep_id, &plan.trials).await?;
+    Ok(Prepared {
+        sweep_id,
+        plan,
+        sync,
+    })
+}
+
+/// Refuses combinations that cannot train: bf16 on the CPU, CUDA in a build without it.
+pub fn preflight(spec: &SweepSpec, devices: &[ComputeDevice]) -> Result<(), SweepError> {
+    let cuda = devices.iter().any(|d| matches!(d, ComputeDevice::Cuda(_)));
+    if cuda && !CUDA_BUILT {
+        return Err(SweepError::Unsupported(
+            "this slaw was built without CUDA: rebuild with `cargo build --release --features cuda`"
+                .into(),
+        ));
+    }
+    if spec.precision == Precision::Bf16 && devices.contains(&ComputeDevice::Cpu) {
+        return Err(SweepError::Unsupported(format!(
+            "sweep {}: precision bf16 needs --device cuda (the CPU backend trains in f32)",
+            spec.name
+        )));
+    }
+    Ok(())
+}
+
+/// A running trial and the time it still needs at its current speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningTrial {
+    /// The trial.
+    pub trial: TrialRow,
+    /// Seconds since its training started.
+    pub elapsed: f64,
+    /// Estimated seconds to its end, once it has made progress.
+    pub remaining: Option<f64>,
+}
+
+/// Where a sweep stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepStatus {
+    /// The sweep.
+    pub name: String,
+    /// Counts by state.
+    pub counts: StateCounts,
+    /// Per model size (in axis order), the completed trial with the lowest final validation
+    /// loss.
+    pub best_per_size: Vec<TrialRow>,
+    /// The running trial that will finish last at its current speed.
+    pub slowest_running: Option<RunningTrial>,
+    /// Trials that ended in failure, with their error.
+    pub failed: Vec<TrialRow>,
+    /// Planned FLOPs.
+    pub total_flops: f64,
+    /// FLOPs still to run.
+    pub remaining_flops: f64,
+}
+
+/// Summarises the sweep `sweep`.
+pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, SweepError> {
+    let trials = store.trials(sweep.id).await?;
+    let counts = store.counts(sweep.id).await?;
+    let (total_flops, remaining_flops) = store.flops_remaining(sweep.id).await?;
+    let mut best_per_size: Vec<TrialRow> = Vec::new();
+    for t in trials.iter().filter(|t| t.state == TrialState::Completed) {
+        let Some(loss) = t.final_val_loss else { continue };
+        match best_per_size.iter_mut().find(|b| b.size_index == t.size_index) {
+            Some(b) if b.final_val_loss.is_some_and(|bl| bl <= loss) => {}
+            Some(b) => *b = t.clone(),
+            None => best_per_size.push(t.clone()),
+        }
+    }
+    best_per_size.sort_by_key(|t| t.size_index);
+    let t_now = now();
+    let slowest_running = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Running)
+        .map(|t| {
+            let began = t.started_at.or(t.claimed_at).unwrap_or(t_now);
+            let elapsed = (t_now - began).max(0.0);
+            let step = t.progress_step.unwrap_or(0) as f64;
+            let remaining =
+                (step > 0.0).then(|| elapsed / step * (t.steps as f64 - step).max(0.0));
+            RunningTrial {
+                trial: t.clone(),
+                elapsed,
+                remaining,
+            }
+        })
+        .max_by(|a, b| {
+            let key = |r: &RunningTrial| r.remaining.unwrap_or(f64::INFINITY);
+            key(a).total_cmp(&key(b))
+        });
+    let failed = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .cloned()
+        .collect();
+    Ok(SweepStatus {
+        name: sweep.name.clone(),
+        counts,
+        best_per_size,
+        slowest_running,
+        failed,
+        total_flops,
+        remaining_flops,
+    })
+}

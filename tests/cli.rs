@@ -1,0 +1,136 @@
+//! End-to-end tests of the `slaw` binary: validation errors and exit codes, the plan, real
+//! training runs into a real SQLite file, resume and extension of a sweep, divergence.
+
+mod common;
+
+use common::{slaw, synthetic_sweep, text, Sandbox};
+
+#[test]
+fn validate_reports_path_line_and_column_and_exits_2() {
+    let sb = Sandbox::new();
+    let bad = synthetic_sweep("bad", "[0.01, -0.5]", "[1]").replace("batch_size: 32", "batch_size: 32\n  optimiser: sgd");
+    let file = sb.write("bad.yaml", &bad);
+    let out = slaw().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:11:3: train.optimiser: unknown field `optimiser`"), "{err}");
+
+    let negative = sb.write("neg.yaml", &synthetic_sweep("neg", "[0.01, -0.5]", "[1]"));
+    let out = slaw().arg("validate").arg(&negative).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("neg.yaml:9:23: train.lr.values[1]: a learning rate must be a positive number"), "{err}");
+
+    // `run` on an invalid file writes nothing.
+    let out = sb.run(&["run", negative.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!sb.path("slaw.db").exists(), "an invalid sweep created the database");
+}
+
+#[test]
+fn validate_and_plan_a_good_sweep() {
+    let sb = Sandbox::new();
+    let file = sb.write("ok.yaml", &synthetic_sweep("ok", "[0.01, 0.03]", "[1, 2]"));
+    let out = slaw().arg("validate").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("= 8 trials"));
+
+    let out = slaw().args(["plan", "--json"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["totals"]["trials"], 8);
+    let t = &plan["trials"][0];
+    // 512 examples / 32 per batch = 16 steps; MLP 36→8→3.
+    assert_eq!(t["steps"], 16);
+    assert_eq!(t["params"], 36 * 8 + 8 + 8 * 3 + 3);
+    assert_eq!(t["flops_per_example"], 6 * (36 * 8 + 8 * 3));
+
+    let out = slaw().arg("plan").arg(&file).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("FLOPs/ex") && table.contains("8 trials"), "{table}");
+}
+
+#[test]
+fn unknown_device_and_missing_file_are_clear_errors() {
+    let sb = Sandbox::new();
+    let file = sb.write("ok.yaml", &synthetic_sweep("dev", "[0.01]", "[1]"));
+    let out = sb.run(&["run", file.to_str().unwrap(), "--device", "tpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device"), "{}", text(&out));
+    let out = slaw().args(["validate", "/nonexistent/x.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/x.yaml"));
+}
+
+#[tokio::test]
+async fn run_resume_and_extend_only_run_what_is_missing() {
+    let sb = Sandbox::new();
+    let file = sb.write("s.yaml", &synthetic_sweep("s", "[0.01, 0.03]", "[1]"));
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = sb.trials("s").await;
+    assert_eq!(trials.len(), 4);
+    assert!(trials.iter().all(|t| t.state.as_str() == "completed"), "{trials:?}");
+    for t in &trials {
+        assert!(t.final_val_loss.unwrap() > 0.0);
+        assert_eq!(t.params_measured, Some(t.params), "Burn's count equals the plan's");
+        let store = sb.store().await;
+        let metrics = store.metrics(t.id).await.unwrap();
+        assert_eq!(metrics.len(), 3, "three evaluation points");
+        assert_eq!(metrics.last().unwrap().step, t.steps);
+        assert!((metrics.last().unwrap().flops - t.flops).abs() < 1.0);
+        store.close().await;
+    }
+
+    // Running again runs nothing.
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(0 new, 4 completed, 0 to run)"), "{}", text(&out));
+
+    // Extending the LR axis runs only the two new trials.
+    let file = sb.write("s.yaml", &synthetic_sweep("s", "[0.01, 0.03, 0.1]", "[1]"));
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(2 new, 4 completed, 2 to run)"), "{}", text(&out));
+    for (key, events) in sb.events("s").await {
+        assert_eq!(events, vec!["claimed", "completed"], "trial {key} ran more than once");
+    }
+
+    let out = sb.run(&["status", "--sweep", "s"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("6 trials: 6 completed"), "{status}");
+    assert!(status.contains("best completed trial per model size"), "{status}");
+}
+
+#[tokio::test]
+async fn a_diverging_trial_is_recorded_and_the_sweep_goes_on() {
+    let sb = Sandbox::new();
+    let sweep = synthetic_sweep("nan", "[0.01, 1.0e12]", "[1]").replace(
+        "  batch_size: 32",
+        "  batch_size: 32\n  optimizer: {name: sgd, momentum: 0.9}",
+    ).replace("  grad_clip: 1.0\n", "");
+    let file = sb.write("nan.yaml", &sweep);
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = sb.trials("nan").await;
+    for t in &trials {
+        if t.lr > 1.0 {
+            assert_eq!(t.state.as_str(), "diverged", "{t:?}");
+            assert!(t.error.as_deref().unwrap().contains("non-finite loss"));
+        } else {
+            assert_eq!(t.state.as_str(), "completed", "{t:?}");
+        }
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DIVERGED"), "{}", text(&out));
+    // Diverged trials are not retried (retries.diverged = 0): a rerun runs nothing.
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 to run"), "{}", text(&out));
+}
+
+#[test]
+fn status_without_a_database_says_so() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database"), "{}", text(&out));
+}
