@@ -122,7 +122,12 @@ pub fn expand(spec: &SweepSpec) -> Plan {
 }
 
 /// A trial of `config`, whose model has `cost`.
-pub fn trial_spec(size: &str, size_index: usize, cost: &ModelCost, config: TrialConfig) -> TrialSpec {
+pub fn trial_spec(
+    size: &str,
+    size_index: usize,
+    cost: &ModelCost,
+    config: TrialConfig,
+) -> TrialSpec {
     let steps = config.total_steps();
     let examples = config.examples_seen();
     TrialSpec {
@@ -222,9 +227,15 @@ train:
         let plan = expand(&parse(SWEEP, "p.yaml").unwrap());
         assert_eq!(plan.trials.len(), 2 * 2 * 3 * 2);
         let t = &plan.trials[0];
-        assert_eq!((t.size.as_str(), t.epochs, t.lr, t.seed), ("a", 1.0, 0.001, 0));
+        assert_eq!(
+            (t.size.as_str(), t.epochs, t.lr, t.seed),
+            ("a", 1.0, 0.001, 0)
+        );
         let last = plan.trials.last().unwrap();
-        assert_eq!((last.size.as_str(), last.epochs, last.lr, last.seed), ("b", 2.0, 0.01, 1));
+        assert_eq!(
+            (last.size.as_str(), last.epochs, last.lr, last.seed),
+            ("b", 2.0, 0.01, 1)
+        );
         // 8000 training examples / 100 per batch = 80 steps an epoch.
         assert_eq!(t.steps, 80);
         assert_eq!(t.examples, 8000);
@@ -254,7 +265,10 @@ train:
         let reordered = SWEEP
             .replace("[0.001, 0.003, 0.01]", "[0.01, 0.001, 0.003]")
             .replace("epochs: [1, 2]", "epochs: [2, 1]")
-            .replace("  depth: 2\n  sizes: [{name: a, width: 16}, {name: b, width: 64}]", "  sizes: [{name: b, width: 64, depth: 2}, {name: a, depth: 2, width: 16}]")
+            .replace(
+                "  depth: 2\n  sizes: [{name: a, width: 16}, {name: b, width: 64}]",
+                "  sizes: [{name: b, width: 64, depth: 2}, {name: a, depth: 2, width: 16}]",
+            )
             .replace("name: p\n", "name: p\neval: {points: 3, spacing: linear}\n");
         let other = expand(&parse(&reordered, "p.yaml").unwrap());
         let mut a: Vec<_> = base.trials.iter().map(|t| t.key.clone()).collect();

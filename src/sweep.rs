@@ -12,7 +12,9 @@ use slaw_train::ComputeDevice;
 
 use crate::plan::{expand, Plan};
 use crate::spec::SweepSpec;
-use crate::store::{now, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState};
+use crate::store::{
+    now, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState,
+};
 
 /// Errors of the scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +111,13 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
     let (total_flops, remaining_flops) = store.flops_remaining(sweep.id).await?;
     let mut best_per_size: Vec<TrialRow> = Vec::new();
     for t in trials.iter().filter(|t| t.state == TrialState::Completed) {
-        let Some(loss) = t.final_val_loss else { continue };
-        match best_per_size.iter_mut().find(|b| b.size_index == t.size_index) {
+        let Some(loss) = t.final_val_loss else {
+            continue;
+        };
+        match best_per_size
+            .iter_mut()
+            .find(|b| b.size_index == t.size_index)
+        {
             Some(b) if b.final_val_loss.is_some_and(|bl| bl <= loss) => {}
             Some(b) => *b = t.clone(),
             None => best_per_size.push(t.clone()),
@@ -125,8 +132,7 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
             let began = t.started_at.or(t.claimed_at).unwrap_or(t_now);
             let elapsed = (t_now - began).max(0.0);
             let step = t.progress_step.unwrap_or(0) as f64;
-            let remaining =
-                (step > 0.0).then(|| elapsed / step * (t.steps as f64 - step).max(0.0));
+            let remaining = (step > 0.0).then(|| elapsed / step * (t.steps as f64 - step).max(0.0));
             RunningTrial {
                 trial: t.clone(),
                 elapsed,

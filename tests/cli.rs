@@ -8,23 +8,35 @@ use common::{slaw, synthetic_sweep, text, Sandbox};
 #[test]
 fn validate_reports_path_line_and_column_and_exits_2() {
     let sb = Sandbox::new();
-    let bad = synthetic_sweep("bad", "[0.01, -0.5]", "[1]").replace("batch_size: 32", "batch_size: 32\n  optimiser: sgd");
+    let bad = synthetic_sweep("bad", "[0.01, -0.5]", "[1]")
+        .replace("batch_size: 32", "batch_size: 32\n  optimiser: sgd");
     let file = sb.write("bad.yaml", &bad);
     let out = slaw().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:11:3: train.optimiser: unknown field `optimiser`"), "{err}");
+    assert!(
+        err.contains("bad.yaml:11:3: train.optimiser: unknown field `optimiser`"),
+        "{err}"
+    );
 
     let negative = sb.write("neg.yaml", &synthetic_sweep("neg", "[0.01, -0.5]", "[1]"));
     let out = slaw().arg("validate").arg(&negative).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("neg.yaml:9:23: train.lr.values[1]: a learning rate must be a positive number"), "{err}");
+    assert!(
+        err.contains(
+            "neg.yaml:9:23: train.lr.values[1]: a learning rate must be a positive number"
+        ),
+        "{err}"
+    );
 
     // `run` on an invalid file writes nothing.
     let out = sb.run(&["run", negative.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(!sb.path("slaw.db").exists(), "an invalid sweep created the database");
+    assert!(
+        !sb.path("slaw.db").exists(),
+        "an invalid sweep created the database"
+    );
 }
 
 #[test]
@@ -47,7 +59,10 @@ fn validate_and_plan_a_good_sweep() {
 
     let out = slaw().arg("plan").arg(&file).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("FLOPs/ex") && table.contains("8 trials"), "{table}");
+    assert!(
+        table.contains("FLOPs/ex") && table.contains("8 trials"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -56,8 +71,15 @@ fn unknown_device_and_missing_file_are_clear_errors() {
     let file = sb.write("ok.yaml", &synthetic_sweep("dev", "[0.01]", "[1]"));
     let out = sb.run(&["run", file.to_str().unwrap(), "--device", "tpu"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device"), "{}", text(&out));
-    let out = slaw().args(["validate", "/nonexistent/x.yaml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown device"),
+        "{}",
+        text(&out)
+    );
+    let out = slaw()
+        .args(["validate", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/x.yaml"));
 }
@@ -70,10 +92,17 @@ async fn run_resume_and_extend_only_run_what_is_missing() {
     assert!(out.status.success(), "{}", text(&out));
     let trials = sb.trials("s").await;
     assert_eq!(trials.len(), 4);
-    assert!(trials.iter().all(|t| t.state.as_str() == "completed"), "{trials:?}");
+    assert!(
+        trials.iter().all(|t| t.state.as_str() == "completed"),
+        "{trials:?}"
+    );
     for t in &trials {
         assert!(t.final_val_loss.unwrap() > 0.0);
-        assert_eq!(t.params_measured, Some(t.params), "Burn's count equals the plan's");
+        assert_eq!(
+            t.params_measured,
+            Some(t.params),
+            "Burn's count equals the plan's"
+        );
         let store = sb.store().await;
         let metrics = store.metrics(t.id).await.unwrap();
         assert_eq!(metrics.len(), 3, "three evaluation points");
@@ -85,30 +114,47 @@ async fn run_resume_and_extend_only_run_what_is_missing() {
     // Running again runs nothing.
     let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(0 new, 4 completed, 0 to run)"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(0 new, 4 completed, 0 to run)"),
+        "{}",
+        text(&out)
+    );
 
     // Extending the LR axis runs only the two new trials.
     let file = sb.write("s.yaml", &synthetic_sweep("s", "[0.01, 0.03, 0.1]", "[1]"));
     let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(2 new, 4 completed, 2 to run)"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(2 new, 4 completed, 2 to run)"),
+        "{}",
+        text(&out)
+    );
     for (key, events) in sb.events("s").await {
-        assert_eq!(events, vec!["claimed", "completed"], "trial {key} ran more than once");
+        assert_eq!(
+            events,
+            vec!["claimed", "completed"],
+            "trial {key} ran more than once"
+        );
     }
 
     let out = sb.run(&["status", "--sweep", "s"]);
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(status.contains("6 trials: 6 completed"), "{status}");
-    assert!(status.contains("best completed trial per model size"), "{status}");
+    assert!(
+        status.contains("best completed trial per model size"),
+        "{status}"
+    );
 }
 
 #[tokio::test]
 async fn a_diverging_trial_is_recorded_and_the_sweep_goes_on() {
     let sb = Sandbox::new();
-    let sweep = synthetic_sweep("nan", "[0.01, 1.0e12]", "[1]").replace(
-        "  batch_size: 32",
-        "  batch_size: 32\n  optimizer: {name: sgd, momentum: 0.9}",
-    ).replace("  grad_clip: 1.0\n", "");
+    let sweep = synthetic_sweep("nan", "[0.01, 1.0e12]", "[1]")
+        .replace(
+            "  batch_size: 32",
+            "  batch_size: 32\n  optimizer: {name: sgd, momentum: 0.9}",
+        )
+        .replace("  grad_clip: 1.0\n", "");
     let file = sb.write("nan.yaml", &sweep);
     let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -121,10 +167,18 @@ async fn a_diverging_trial_is_recorded_and_the_sweep_goes_on() {
             assert_eq!(t.state.as_str(), "completed", "{t:?}");
         }
     }
-    assert!(String::from_utf8_lossy(&out.stdout).contains("DIVERGED"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("DIVERGED"),
+        "{}",
+        text(&out)
+    );
     // Diverged trials are not retried (retries.diverged = 0): a rerun runs nothing.
     let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 to run"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 to run"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -132,5 +186,9 @@ fn status_without_a_database_says_so() {
     let sb = Sandbox::new();
     let out = sb.run(&["status"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no database"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no database"),
+        "{}",
+        text(&out)
+    );
 }

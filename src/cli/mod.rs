@@ -124,14 +124,18 @@ struct WorkerArgs {
     quiet: bool,
 }
 
-/// Set by Ctrl-C / SIGTERM; a second Ctrl-C exits at once.
+/// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-fn stop_flag() -> Arc<AtomicBool> {
+/// A flag that Ctrl-C, SIGTERM and SIGHUP set. With `second_signal_exits`, a second signal ends
+/// the process at once (for `slaw run`, whose user may not want to wait). Workers never do:
+/// the kernel may deliver their parent-death SIGTERM more than once (once per exiting thread
+/// of the parent), and a worker must always get to record its trial as interrupted.
+fn stop_flag(second_signal_exits: bool) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let shared = flag.clone();
     let _ = ctrlc::set_handler(move || {
-        if STOP.swap(true, Ordering::SeqCst) {
+        if STOP.swap(true, Ordering::SeqCst) && second_signal_exits {
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
         shared.store(true, Ordering::SeqCst);
@@ -210,7 +214,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let devices = parse_devices(&args.device)?;
     sweep::preflight(&spec, &devices)?;
     let jobs = args.jobs.unwrap_or(devices.len()).max(1);
-    let slots: Vec<ComputeDevice> = (0..jobs).map(|i| devices[i % devices.len()].clone()).collect();
+    let slots: Vec<ComputeDevice> = (0..jobs)
+        .map(|i| devices[i % devices.len()].clone())
+        .collect();
     let threads_per_job = devices.contains(&ComputeDevice::Cpu).then(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / jobs).max(1)
@@ -218,7 +224,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let store = Store::open(&args.db.db)
         .await
         .with_context(|| format!("opening {}", args.db.db))?;
-    let prepared = sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
+    let prepared =
+        sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
     println!(
         "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}; database {}",
@@ -238,7 +245,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             prepared.sync.retired
         );
     }
-    let stop = stop_flag();
+    let stop = stop_flag(true);
     let exe = std::env::current_exe().context("locating the slaw executable")?;
     let options = LocalOptions {
         exe,
@@ -284,7 +291,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         }
         None => -1,
     };
-    let stop = stop_flag();
+    let stop = stop_flag(false);
     let options = WorkerOptions {
         sweep_id,
         device: device.clone(),
@@ -329,7 +336,9 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
     if !db.contains("://") && !Path::new(db).exists() {
         bail!("no database at {db} (run a sweep first, or pass --db)");
     }
-    let store = Store::open(db).await.with_context(|| format!("opening {db}"))?;
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("opening {db}"))?;
     let sweeps = match sweep_name {
         Some(name) => vec![store.sweep(name).await?],
         None => store.sweeps().await?,

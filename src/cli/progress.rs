@@ -81,8 +81,16 @@ impl Observer for RunView {
             "{ended}/{} trials ended · {} running{}{}",
             c.total(),
             c.running,
-            if c.diverged > 0 { format!(" · {} diverged", c.diverged) } else { String::new() },
-            if c.failed > 0 { format!(" · {} failed", c.failed) } else { String::new() },
+            if c.diverged > 0 {
+                format!(" · {} diverged", c.diverged)
+            } else {
+                String::new()
+            },
+            if c.failed > 0 {
+                format!(" · {} failed", c.failed)
+            } else {
+                String::new()
+            },
         );
         let fraction = if s.total_flops > 0.0 {
             (1.0 - s.remaining_flops / s.total_flops).clamp(0.0, 1.0)

@@ -218,12 +218,12 @@ pub async fn run_local(
         }
         if !stopping {
             let mut to_start = counts.claimable;
-            for slot in 0..slots.len() {
+            for (slot, child) in slots.iter_mut().enumerate() {
                 if to_start == 0 {
                     break;
                 }
-                if slots[slot].is_none() {
-                    slots[slot] = Some(spawn_worker(opts, slot, &line_tx)?);
+                if child.is_none() {
+                    *child = Some(spawn_worker(opts, slot, &line_tx)?);
                     to_start -= 1;
                 }
             }
@@ -233,7 +233,11 @@ pub async fn run_local(
         let (running, finished): (Vec<TrialRow>, Vec<TrialRow>) = trials
             .into_iter()
             .partition(|t| t.state == crate::store::TrialState::Running);
-        if let Some(latest) = finished.iter().filter_map(|t| t.finished_at).reduce(f64::max) {
+        if let Some(latest) = finished
+            .iter()
+            .filter_map(|t| t.finished_at)
+            .reduce(f64::max)
+        {
             since = since.max(latest);
         }
         let (total_flops, remaining_flops) = store.flops_remaining(opts.sweep_id).await?;

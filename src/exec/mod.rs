@@ -47,7 +47,12 @@ pub fn parse_devices(text: &str) -> Result<Vec<ComputeDevice>, ExecError> {
         _ => {
             let list = text.strip_prefix("cuda:").ok_or_else(bad)?;
             list.split(',')
-                .map(|s| s.trim().parse::<usize>().map(ComputeDevice::Cuda).map_err(|_| bad()))
+                .map(|s| {
+                    s.trim()
+                        .parse::<usize>()
+                        .map(ComputeDevice::Cuda)
+                        .map_err(|_| bad())
+                })
                 .collect()
         }
     }
@@ -83,7 +88,10 @@ mod tests {
             parse_devices("cuda:0,2").unwrap(),
             vec![ComputeDevice::Cuda(0), ComputeDevice::Cuda(2)]
         );
-        assert_eq!(parse_devices("cuda:1").unwrap(), vec![ComputeDevice::Cuda(1)]);
+        assert_eq!(
+            parse_devices("cuda:1").unwrap(),
+            vec![ComputeDevice::Cuda(1)]
+        );
         assert!(parse_devices("tpu").is_err());
         assert!(parse_devices("cuda:x").is_err());
     }

@@ -36,14 +36,8 @@ pub struct Locator {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -157,9 +151,24 @@ mod tests {
     fn finds_values_by_path() {
         let l = Locator::new(DOC);
         assert_eq!(l.value("name"), Position { line: 1, column: 7 });
-        assert_eq!(l.value("train.epochs[1]"), Position { line: 3, column: 15 });
-        assert_eq!(l.value("train.lr.values[1]"), Position { line: 7, column: 9 });
-        assert_eq!(l.value("model.sizes[0].width"), Position { line: 10, column: 24 });
+        assert_eq!(
+            l.value("train.epochs[1]"),
+            Position {
+                line: 3,
+                column: 15
+            }
+        );
+        assert_eq!(
+            l.value("train.lr.values[1]"),
+            Position { line: 7, column: 9 }
+        );
+        assert_eq!(
+            l.value("model.sizes[0].width"),
+            Position {
+                line: 10,
+                column: 24
+            }
+        );
         assert_eq!(l.key("train.lr"), Some(Position { line: 4, column: 3 }));
     }
 

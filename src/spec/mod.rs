@@ -139,7 +139,36 @@ macro_rules! arch_struct {
             bias: Option<bool>,
             activation: Option<Activation>,
         }
+
+        impl $name {
+            /// Names of the architecture fields written in the file.
+            fn written(&self) -> Vec<&'static str> {
+                let mut out = Vec::new();
+                arch_struct!(@push self out width depth heads mlp_dim mlp_ratio patch pool qk_norm
+                             parallel_block bias activation);
+                out
+            }
+        }
     };
+    (@push $self:ident $out:ident $($field:ident)*) => {
+        $(if $self.$field.is_some() { $out.push(stringify!($field)); })*
+    };
+}
+
+/// Architecture fields each family does not have.
+fn foreign_fields(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::Mlp => &[
+            "heads",
+            "mlp_dim",
+            "mlp_ratio",
+            "patch",
+            "pool",
+            "qk_norm",
+            "parallel_block",
+        ],
+        Family::Vit => &["activation"],
+    }
 }
 
 arch_struct!(ModelSection { family: Family, sizes: Vec<SizeSection> });
@@ -306,7 +335,10 @@ impl Findings {
 
     fn positive(&mut self, path: &str, value: f64, what: &str) {
         if !(value.is_finite() && value > 0.0) {
-            self.add(path, format!("{what} must be a positive number, got {value}"));
+            self.add(
+                path,
+                format!("{what} must be a positive number, got {value}"),
+            );
         }
     }
 }
@@ -344,7 +376,11 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
                     })
                     .unwrap_or_else(|| locator.value(&path));
                 let message = strip_path(&strip_location(&inner.to_string()), &path);
-                let path = if path == "." { "(top level)".to_string() } else { path };
+                let path = if path == "." {
+                    "(top level)".to_string()
+                } else {
+                    path
+                };
                 return Err(SpecError::Invalid(vec![problem(position, path, message)]));
             }
         };
@@ -431,7 +467,10 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
     let optimizer = resolve_optimizer(t.optimizer.as_ref(), f);
     let weight_decay = t.weight_decay.unwrap_or(0.0);
     if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-        f.add("train.weight_decay", format!("must be ≥ 0, got {weight_decay}"));
+        f.add(
+            "train.weight_decay",
+            format!("must be ≥ 0, got {weight_decay}"),
+        );
     }
     let warmup = t.warmup.unwrap_or(0.0);
     if !(0.0..1.0).contains(&warmup) {
@@ -591,42 +630,29 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
         Family::Mlp => "mlp",
         Family::Vit => "vit",
     };
-    // Fields that the family does not have, written at the family level or on a size.
-    let foreign: &[(&str, fn(&SizeSection) -> bool, fn(&ModelSection) -> bool)] = match m.family {
-        Family::Mlp => &[
-            ("heads", |s| s.heads.is_some(), |m| m.heads.is_some()),
-            ("mlp_dim", |s| s.mlp_dim.is_some(), |m| m.mlp_dim.is_some()),
-            ("mlp_ratio", |s| s.mlp_ratio.is_some(), |m| m.mlp_ratio.is_some()),
-            ("patch", |s| s.patch.is_some(), |m| m.patch.is_some()),
-            ("pool", |s| s.pool.is_some(), |m| m.pool.is_some()),
-            ("qk_norm", |s| s.qk_norm.is_some(), |m| m.qk_norm.is_some()),
-            ("parallel_block", |s| s.parallel_block.is_some(), |m| m.parallel_block.is_some()),
-        ],
-        Family::Vit => &[("activation", |s| s.activation.is_some(), |m| m.activation.is_some())],
-    };
-    for (field, _, at_model) in foreign {
-        if at_model(m) {
-            f.add(
-                format!("model.{field}"),
-                format!("not a setting of the {family_name} family"),
-            );
-        }
+    let foreign = foreign_fields(m.family);
+    for field in m.written().into_iter().filter(|f| foreign.contains(f)) {
+        f.add(
+            format!("model.{field}"),
+            format!("not a setting of the {family_name} family"),
+        );
     }
     let mut out = Vec::new();
     for (i, s) in m.sizes.iter().enumerate() {
         let p = format!("model.sizes[{i}]");
-        for (field, at_size, _) in foreign {
-            if at_size(s) {
-                f.add(
-                    format!("{p}.{field}"),
-                    format!("not a setting of the {family_name} family"),
-                );
-            }
+        for field in s.written().into_iter().filter(|f| foreign.contains(f)) {
+            f.add(
+                format!("{p}.{field}"),
+                format!("not a setting of the {family_name} family"),
+            );
         }
         if s.name.is_empty() {
             f.add(format!("{p}.name"), "a size needs a name");
         } else if !names.insert(s.name.clone()) {
-            f.add(format!("{p}.name"), format!("the size name {:?} is used twice", s.name));
+            f.add(
+                format!("{p}.name"),
+                format!("the size name {:?} is used twice", s.name),
+            );
         }
         let mut need = |field: &str, v: Option<usize>, min: usize| -> usize {
             match v {
@@ -638,7 +664,10 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                     0
                 }
                 Some(v) if v < min => {
-                    f.add(format!("{p}.{field}"), format!("must be at least {min}, got {v}"));
+                    f.add(
+                        format!("{p}.{field}"),
+                        format!("must be at least {min}, got {v}"),
+                    );
                     v
                 }
                 Some(v) => v,
@@ -678,7 +707,10 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                         ((r * width as f64).round() as usize).max(1)
                     }
                     (None, Some(r)) => {
-                        f.add(format!("{p}.mlp_ratio"), format!("must be positive, got {r}"));
+                        f.add(
+                            format!("{p}.mlp_ratio"),
+                            format!("must be positive, got {r}"),
+                        );
                         1
                     }
                     (None, None) => 4 * width,
@@ -758,12 +790,19 @@ fn resolve_optimizer(o: Option<&OptimizerSection>, f: &mut Findings) -> Option<O
     };
     match o.name {
         OptimizerName::AdamW => {
-            for (field, present) in [("momentum", o.momentum.is_some()), ("nesterov", o.nesterov.is_some())] {
+            for (field, present) in [
+                ("momentum", o.momentum.is_some()),
+                ("nesterov", o.nesterov.is_some()),
+            ] {
                 if present {
                     f.add(format!("train.optimizer.{field}"), "not a setting of adamw");
                 }
             }
-            let (beta1, beta2, eps) = (o.beta1.unwrap_or(0.9), o.beta2.unwrap_or(0.999), o.eps.unwrap_or(1e-8));
+            let (beta1, beta2, eps) = (
+                o.beta1.unwrap_or(0.9),
+                o.beta2.unwrap_or(0.999),
+                o.eps.unwrap_or(1e-8),
+            );
             f.unit("train.optimizer.beta1", beta1);
             f.unit("train.optimizer.beta2", beta2);
             f.positive("train.optimizer.eps", eps, "epsilon");

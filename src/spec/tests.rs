@@ -43,7 +43,10 @@ fn a_good_sweep_resolves_every_default() {
     let ModelConfig::Vit(m) = &s.sizes[1].model else {
         panic!()
     };
-    assert_eq!((m.width, m.depth, m.heads, m.mlp_dim, m.patch), (64, 3, 2, 256, 7));
+    assert_eq!(
+        (m.width, m.depth, m.heads, m.mlp_dim, m.patch),
+        (64, 3, 2, 256, 7)
+    );
     assert!(m.qk_norm && !m.parallel_block && m.bias);
     assert_eq!(
         s.optim.optimizer,
@@ -64,7 +67,10 @@ fn unknown_key_names_path_line_and_column() {
     let p = problems(&text);
     assert_eq!(p.len(), 1);
     let msg = p[0].to_string();
-    assert!(msg.starts_with("x.yaml:23:3: train.gradclip: unknown field `gradclip`"), "{msg}");
+    assert!(
+        msg.starts_with("x.yaml:23:3: train.gradclip: unknown field `gradclip`"),
+        "{msg}"
+    );
     assert!(msg.contains("unknown field `gradclip`"), "{msg}");
 }
 
@@ -79,7 +85,10 @@ fn wrong_type_names_the_path() {
 
 #[test]
 fn unknown_key_inside_a_grid() {
-    let text = GOOD.replace("{centre: 0.001, below: 1, above: 1}", "{centre: 0.001, below: 1, abov: 1}");
+    let text = GOOD.replace(
+        "{centre: 0.001, below: 1, above: 1}",
+        "{centre: 0.001, below: 1, abov: 1}",
+    );
     let p = problems(&text);
     assert!(p[0].path.starts_with("train.lr.grid"), "{}", p[0]);
     assert_eq!(p[0].position.line, 17);
@@ -106,7 +115,10 @@ fn impossible_values_are_all_reported() {
     let text = GOOD
         .replace("epochs: [2, 0.5]", "epochs: [2, 0]")
         .replace("batch_size: 128", "batch_size: 9000")
-        .replace("{name: m, width: 64, depth: 3}", "{name: m, width: 66, depth: 3}")
+        .replace(
+            "{name: m, width: 64, depth: 3}",
+            "{name: m, width: 66, depth: 3}",
+        )
         .replace("patch: 7", "patch: 5");
     let p = problems(&text);
     let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
@@ -114,7 +126,11 @@ fn impossible_values_are_all_reported() {
     assert!(paths.contains(&"train.batch_size"), "{paths:?}");
     assert!(paths.contains(&"model.sizes[1].heads") || paths.contains(&"model.sizes[1].patch"));
     let batch = p.iter().find(|p| p.path == "train.batch_size").unwrap();
-    assert!(batch.message.contains("8000 training examples"), "{}", batch.message);
+    assert!(
+        batch.message.contains("8000 training examples"),
+        "{}",
+        batch.message
+    );
     assert_eq!(batch.position.line, 19);
 }
 
@@ -138,7 +154,11 @@ fn missing_width_is_reported_on_the_size() {
 fn missing_required_section() {
     let text = GOOD.replace("name: demo\n", "");
     let p = problems(&text);
-    assert!(p[0].message.contains("missing field `name`"), "{}", p[0].message);
+    assert!(
+        p[0].message.contains("missing field `name`"),
+        "{}",
+        p[0].message
+    );
 }
 
 #[test]

@@ -132,28 +132,30 @@ impl Store {
     /// or a file path for SQLite. Runs the migrations.
     pub async fn open(location: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let (url, backend) = if location.starts_with("postgres://")
-            || location.starts_with("postgresql://")
-        {
-            (location.to_string(), Backend::Postgres)
-        } else {
-            let path = location
-                .strip_prefix("sqlite://")
-                .or_else(|| location.strip_prefix("sqlite:"))
-                .unwrap_or(location);
-            let path = path.split('?').next().unwrap_or(path);
-            if path.is_empty() {
-                return Err(StoreError::Location("empty database path".into()));
-            }
-            if path != ":memory:" {
-                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Location(format!("cannot create {}: {e}", dir.display()))
-                    })?;
+        let (url, backend) =
+            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+                (location.to_string(), Backend::Postgres)
+            } else {
+                let path = location
+                    .strip_prefix("sqlite://")
+                    .or_else(|| location.strip_prefix("sqlite:"))
+                    .unwrap_or(location);
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() {
+                    return Err(StoreError::Location("empty database path".into()));
                 }
-            }
-            (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
-        };
+                if path != ":memory:" {
+                    if let Some(dir) = Path::new(path)
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                    {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            StoreError::Location(format!("cannot create {}: {e}", dir.display()))
+                        })?;
+                    }
+                }
+                (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
+            };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
@@ -172,7 +174,9 @@ impl Store {
             .await?;
         if backend == Backend::Sqlite {
             // WAL lets readers (status, query) run while workers write; it persists in the file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
             SQLITE_MIGRATIONS.run(&pool).await?;
         } else {
             POSTGRES_MIGRATIONS.run(&pool).await?;
@@ -206,7 +210,8 @@ impl Store {
         yaml: &str,
         source_path: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let spec_json = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec_json =
+            serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = now();
         let row = sqlx::query(
             "INSERT INTO sweeps (name, yaml, spec_json, source_path, retries_failed, \
@@ -267,8 +272,8 @@ impl Store {
                 continue;
             }
             report.added += 1;
-            let config =
-                serde_json::to_string(&trial.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let config = serde_json::to_string(&trial.config)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO trials (sweep_id, key, priority, config_json, size_name, size_index, \
                      family, params, params_non_embedding, tokens_per_example, epochs, batch_size, \
@@ -298,7 +303,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let current: std::collections::HashSet<&str> = trials.iter().map(|t| t.key.as_str()).collect();
+        let current: std::collections::HashSet<&str> =
+            trials.iter().map(|t| t.key.as_str()).collect();
         for key in stored.iter().filter(|k| !current.contains(k.as_str())) {
             report.retired += 1;
             sqlx::query("UPDATE trials SET active = 0 WHERE sweep_id = $1 AND key = $2")
@@ -313,18 +319,24 @@ impl Store {
 
     /// All sweeps, oldest first.
     pub async fn sweeps(&self) -> Result<Vec<SweepRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {} FROM sweeps ORDER BY id", SweepRow::COLUMNS)))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM sweeps ORDER BY id",
+            SweepRow::COLUMNS
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(SweepRow::from_row).collect()
     }
 
     /// The sweep named `name`.
     pub async fn sweep(&self, name: &str) -> Result<SweepRow, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {} FROM sweeps WHERE name = $1", SweepRow::COLUMNS)))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM sweeps WHERE name = $1",
+            SweepRow::COLUMNS
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(r) => SweepRow::from_row(&r),
             None => Err(StoreError::NoSuchSweep(name.to_string())),
@@ -345,7 +357,11 @@ impl Store {
     }
 
     /// Active trials of a sweep that are running, or that ended after `since` (Unix seconds).
-    pub async fn live_trials(&self, sweep_id: i64, since: f64) -> Result<Vec<TrialRow>, StoreError> {
+    pub async fn live_trials(
+        &self,
+        sweep_id: i64,
+        since: f64,
+    ) -> Result<Vec<TrialRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM trials WHERE sweep_id = $1 AND active = 1 \
              AND (state = 'running' OR finished_at > $2) ORDER BY finished_at, claimed_at",
@@ -541,13 +557,24 @@ impl Store {
             .bind(claimed.attempt)
             .execute(&self.pool)
             .await?;
-        self.event(claimed.trial_id, claimed.attempt, "claimed", Some(worker), Some(device))
-            .await?;
+        self.event(
+            claimed.trial_id,
+            claimed.attempt,
+            "claimed",
+            Some(worker),
+            Some(device),
+        )
+        .await?;
         Ok(Some(claimed))
     }
 
     /// Records that training started; `false` when the lease was lost.
-    pub async fn mark_started(&self, c: &Claimed, worker: &str, params_measured: u64) -> Result<bool, StoreError> {
+    pub async fn mark_started(
+        &self,
+        c: &Claimed,
+        worker: &str,
+        params_measured: u64,
+    ) -> Result<bool, StoreError> {
         let t = now();
         let done = sqlx::query(
             "UPDATE trials SET started_at = $4, heartbeat_at = $4, params_measured = $5 \

@@ -106,7 +106,12 @@ impl StateCounts {
 
     /// All active trials.
     pub fn total(&self) -> usize {
-        self.pending + self.running + self.completed + self.failed + self.diverged + self.interrupted
+        self.pending
+            + self.running
+            + self.completed
+            + self.failed
+            + self.diverged
+            + self.interrupted
     }
 
     /// Trials that will not run again: completed, or ended with their retries used up.

@@ -20,9 +20,19 @@ async fn fresh() -> (tempfile::TempDir, Store, i64, Vec<TrialSpec>) {
         .unwrap();
     let spec = parse(SWEEP, "s.yaml").unwrap();
     let plan = expand(&spec);
-    let id = store.upsert_sweep(&spec, SWEEP, Some("s.yaml")).await.unwrap();
+    let id = store
+        .upsert_sweep(&spec, SWEEP, Some("s.yaml"))
+        .await
+        .unwrap();
     let report = store.sync_trials(id, &plan.trials).await.unwrap();
-    assert_eq!(report, SyncReport { added: 4, existing: 0, retired: 0 });
+    assert_eq!(
+        report,
+        SyncReport {
+            added: 4,
+            existing: 0,
+            retired: 0
+        }
+    );
     (dir, store, id, plan.trials)
 }
 
@@ -53,15 +63,26 @@ async fn sweep_and_trials_round_trip() {
     assert_eq!(first.params as u64, planned.params);
     assert_eq!(first.flops, planned.flops);
     assert_eq!(first.state, TrialState::Pending);
-    assert!(matches!(store.sweep("nope").await, Err(StoreError::NoSuchSweep(_))));
+    assert!(matches!(
+        store.sweep("nope").await,
+        Err(StoreError::NoSuchSweep(_))
+    ));
     // A second sync changes nothing; dropping a trial retires it.
     assert_eq!(
         store.sync_trials(id, &trials).await.unwrap(),
-        SyncReport { added: 0, existing: 4, retired: 0 }
+        SyncReport {
+            added: 0,
+            existing: 4,
+            retired: 0
+        }
     );
     assert_eq!(
         store.sync_trials(id, &trials[1..]).await.unwrap(),
-        SyncReport { added: 0, existing: 3, retired: 1 }
+        SyncReport {
+            added: 0,
+            existing: 3,
+            retired: 1
+        }
     );
     assert_eq!(store.trials(id).await.unwrap().len(), 3);
     assert_eq!(store.counts(id).await.unwrap().total(), 3);
@@ -114,7 +135,10 @@ async fn claim_heartbeat_metrics_finish() {
         .collect();
     assert_eq!(events, vec!["claimed", "completed"]);
     let counts = store.counts(id).await.unwrap();
-    assert_eq!((counts.completed, counts.pending, counts.claimable), (1, 3, 3));
+    assert_eq!(
+        (counts.completed, counts.pending, counts.claimable),
+        (1, 3, 3)
+    );
 }
 
 #[tokio::test]
@@ -125,22 +149,42 @@ async fn retry_limits_per_state() {
     let key = c.key.clone();
     let mut failed = finish(1.0);
     failed.error = Some("boom".into());
-    store.finish(&c, "w:1", TrialState::Failed, &failed, false).await.unwrap();
+    store
+        .finish(&c, "w:1", TrialState::Failed, &failed, false)
+        .await
+        .unwrap();
     let again = store.claim(id, "w:1", "cpu").await.unwrap().unwrap();
     assert_eq!((again.key.as_str(), again.attempt), (key.as_str(), 2));
-    store.finish(&again, "w:1", TrialState::Failed, &failed, false).await.unwrap();
+    store
+        .finish(&again, "w:1", TrialState::Failed, &failed, false)
+        .await
+        .unwrap();
     let next = store.claim(id, "w:1", "cpu").await.unwrap().unwrap();
     assert_ne!(next.key, key, "retries of the failed trial are used up");
     // diverged: 0 retries.
-    store.finish(&next, "w:1", TrialState::Diverged, &finish(f64::NAN), false).await.unwrap();
+    store
+        .finish(&next, "w:1", TrialState::Diverged, &finish(f64::NAN), false)
+        .await
+        .unwrap();
     // A clean interrupt refunds its attempt: the trial comes back with the same number.
     let c3 = store.claim(id, "w:1", "cpu").await.unwrap().unwrap();
     assert!(c3.key != key && c3.key != next.key);
-    store.finish(&c3, "w:1", TrialState::Interrupted, &finish(1.0), true).await.unwrap();
+    store
+        .finish(&c3, "w:1", TrialState::Interrupted, &finish(1.0), true)
+        .await
+        .unwrap();
     let c3b = store.claim(id, "w:1", "cpu").await.unwrap().unwrap();
     assert_eq!((c3b.key.as_str(), c3b.attempt), (c3.key.as_str(), 1));
     let counts = store.counts(id).await.unwrap();
-    assert_eq!((counts.failed, counts.diverged, counts.running, counts.pending), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            counts.failed,
+            counts.diverged,
+            counts.running,
+            counts.pending
+        ),
+        (1, 1, 1, 1)
+    );
     assert_eq!(counts.claimable, 1);
     assert_eq!(counts.finished(), 2);
 }
@@ -148,7 +192,11 @@ async fn retry_limits_per_state() {
 #[tokio::test]
 async fn expired_leases_are_reaped_and_fence_the_old_worker() {
     let (_dir, store, id, _) = fresh().await;
-    let c = store.claim(id, "elsewhere:42", "cpu").await.unwrap().unwrap();
+    let c = store
+        .claim(id, "elsewhere:42", "cpu")
+        .await
+        .unwrap()
+        .unwrap();
     // Not expired yet.
     assert!(store.reap(id, 60.0, "here").await.unwrap().is_empty());
     sqlx::query("UPDATE trials SET heartbeat_at = heartbeat_at - 100 WHERE id = $1")
@@ -158,17 +206,33 @@ async fn expired_leases_are_reaped_and_fence_the_old_worker() {
         .unwrap();
     let reaped = store.reap(id, 60.0, "here").await.unwrap();
     assert_eq!(reaped.len(), 1);
-    assert!(reaped[0].reason.contains("lease expired"), "{}", reaped[0].reason);
+    assert!(
+        reaped[0].reason.contains("lease expired"),
+        "{}",
+        reaped[0].reason
+    );
     // The trial is claimable again (interrupted: 1 retry) and goes to a new attempt.
     let c2 = store.claim(id, "here:7", "cpu").await.unwrap().unwrap();
     assert_eq!((c2.trial_id, c2.attempt), (c.trial_id, 2));
     // The old worker wakes up: its heartbeat and its finish are refused.
     assert!(!store.heartbeat(&c, "elsewhere:42", 9, None).await.unwrap());
     assert!(!store
-        .finish(&c, "elsewhere:42", TrialState::Completed, &finish(0.1), false)
+        .finish(
+            &c,
+            "elsewhere:42",
+            TrialState::Completed,
+            &finish(0.1),
+            false
+        )
         .await
         .unwrap());
-    let events: Vec<String> = store.events(c.trial_id).await.unwrap().into_iter().map(|e| e.event).collect();
+    let events: Vec<String> = store
+        .events(c.trial_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
     assert_eq!(events, vec!["claimed", "lease_expired", "claimed"]);
 }
 

@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(a.train.labels, b.train.labels);
         assert_eq!(a.train.pixels.len(), 500 * 36);
         for k in 0..4 {
-            assert!(a.train.labels.iter().any(|&l| l == k), "class {k} missing");
+            assert!(a.train.labels.contains(&k), "class {k} missing");
         }
     }
 
@@ -495,9 +495,7 @@ mod tests {
         let p = to_patches(&pixels, &shape, 2);
         assert_eq!(
             p,
-            vec![
-                0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.
-            ]
+            vec![0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]
         );
     }
 }

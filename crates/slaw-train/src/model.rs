@@ -12,8 +12,9 @@ use burn::tensor::Tensor;
 
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 
-/// A model of any family.
+/// A model of any family. (One is built per trial, so the size of the enum does not matter.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Model<B: Backend> {
     /// Multi-layer perceptron.
     Mlp(Mlp<B>),
@@ -124,7 +125,9 @@ impl<B: Backend> Attention<B> {
         if let Some(n) = &self.k_norm {
             k = n.forward(k);
         }
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (dh as f64).sqrt());
         let attn = softmax(scores, 3);
         let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.out.forward(y)
@@ -203,9 +206,7 @@ impl<B: Backend> Vit<B> {
             class_token: (c.pool == Pool::Cls).then(|| normal.init([1, 1, c.width], device)),
             position_embedding: normal.init([1, c.tokens(shape), c.width], device),
             blocks: (0..c.depth).map(|_| Block::init(c, device)).collect(),
-            final_norm: LayerNormConfig::new(c.width)
-                .with_bias(c.bias)
-                .init(device),
+            final_norm: LayerNormConfig::new(c.width).with_bias(c.bias).init(device),
             head: LinearConfig::new(c.width, shape.classes)
                 .with_bias(c.bias)
                 .init(device),
@@ -296,11 +297,7 @@ mod tests {
         for config in configs() {
             let model = Model::<B>::init(&config, &FASHION, &device);
             let cost = model_cost(&config, &FASHION);
-            assert_eq!(
-                model.num_params() as u64,
-                cost.params_total,
-                "{config:?}"
-            );
+            assert_eq!(model.num_params() as u64, cost.params_total, "{config:?}");
         }
     }
 
