@@ -19,7 +19,9 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use crate::plan::TrialSpec;
 use crate::spec::SweepSpec;
 
-pub use rows::{Claimed, EventRow, MetricRow, StateCounts, SweepRow, TrialRow, TrialState};
+pub use rows::{
+    Claimed, EventRow, FitRow, MetricRow, NewFit, StateCounts, SweepRow, TrialRow, TrialState,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -455,6 +457,45 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(EventRow::from_row).collect()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Fits
+    // ----------------------------------------------------------------------------------------
+
+    /// Stores a fit; returns its id.
+    pub async fn save_fit(&self, fit: &NewFit) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO fits (sweep_id, source, method, filter_json, inputs_json, result_json, \
+                               n_points, bootstrap, seed, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(fit.sweep_id)
+        .bind(&fit.source)
+        .bind(&fit.method)
+        .bind(fit.filter.to_string())
+        .bind(fit.inputs.to_string())
+        .bind(fit.result.to_string())
+        .bind(fit.n_points as i64)
+        .bind(fit.bootstrap as i64)
+        .bind(fit.seed as i64)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// The most recent fit of `method` for `source` (`sweep:<name>` or `csv:<path>`).
+    pub async fn latest_fit(&self, source: &str, method: &str) -> Result<Option<FitRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM fits WHERE source = $1 AND method = $2 ORDER BY id DESC LIMIT 1",
+            FitRow::COLUMNS
+        )))
+        .bind(source)
+        .bind(method)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(FitRow::from_row).transpose()
     }
 
     // ----------------------------------------------------------------------------------------

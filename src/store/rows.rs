@@ -359,3 +359,69 @@ impl Claimed {
         })
     }
 }
+
+/// A fit to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFit {
+    /// The sweep it was fitted on (`None` for imported files).
+    pub sweep_id: Option<i64>,
+    /// `sweep:<name>` or `csv:<path>`.
+    pub source: String,
+    /// The method (`lr_cells`, `lr_law`, `frontier`, `isoflop`, `parametric`).
+    pub method: String,
+    /// How points were chosen.
+    pub filter: serde_json::Value,
+    /// The points used.
+    pub inputs: serde_json::Value,
+    /// Coefficients, intervals and diagnostics.
+    pub result: serde_json::Value,
+    /// Number of points.
+    pub n_points: usize,
+    /// Bootstrap resamples behind the intervals.
+    pub bootstrap: usize,
+    /// Bootstrap seed.
+    pub seed: u64,
+}
+
+/// A stored fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitRow {
+    /// Id.
+    pub id: i64,
+    /// `sweep:<name>` or `csv:<path>`.
+    pub source: String,
+    /// The method.
+    pub method: String,
+    /// How points were chosen.
+    pub filter: serde_json::Value,
+    /// Coefficients, intervals and diagnostics.
+    pub result: serde_json::Value,
+    /// Number of points.
+    pub n_points: i64,
+    /// Bootstrap resamples.
+    pub bootstrap: i64,
+    /// When, Unix seconds.
+    pub created_at: f64,
+}
+
+impl FitRow {
+    pub(super) const COLUMNS: &'static str =
+        "id, source, method, filter_json, result_json, n_points, bootstrap, created_at";
+
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        let parse = |col: &str| -> Result<serde_json::Value, StoreError> {
+            let text: String = r.try_get(col)?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("fits.{col}: {e}")))
+        };
+        Ok(FitRow {
+            id: r.try_get("id")?,
+            source: r.try_get("source")?,
+            method: r.try_get("method")?,
+            filter: parse("filter_json")?,
+            result: parse("result_json")?,
+            n_points: r.try_get("n_points")?,
+            bootstrap: r.try_get("bootstrap")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
