@@ -12,11 +12,13 @@
 //! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
 //! - [`plan`]: grid expansion, trial keys, parameter and FLOP counts.
 //! - [`spec`]: the sweep file's schema, parsing and validation.
+//! - [`fit`]: scaling-law statistics on observations (pure).
 //!
 //! The trainer itself lives in the `slaw-train` crate.
 
 pub mod cli;
 pub mod exec;
+pub mod fit;
 pub mod plan;
 pub mod spec;
 pub mod store;

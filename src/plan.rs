@@ -82,43 +82,87 @@ fn family(model: &ModelConfig) -> &'static str {
     }
 }
 
-/// Expands the grid size × epochs × learning rate × seed.
+/// Expands the grid size × epochs × learning rate × seed. For an adaptive learning-rate
+/// search only the first cells are planned: the smallest model at every budget on the coarse
+/// grid; `sweep::adaptive` adds the rest as results arrive.
 pub fn expand(spec: &SweepSpec) -> Plan {
-    let shape = spec.data.input_shape();
+    let smallest = smallest_size(spec);
     let mut trials = Vec::new();
-    for (size_index, size) in spec.sizes.iter().enumerate() {
-        let cost: ModelCost = model_cost(&size.model, &shape);
+    for size_index in 0..spec.sizes.len() {
+        if spec.adaptive.is_some() && size_index != smallest {
+            continue;
+        }
         for &epochs in &spec.epochs {
             for &lr in &spec.lrs {
                 for &seed in &spec.seeds {
-                    let mut optim = spec.optim.clone();
-                    optim.lr = lr;
-                    let config = TrialConfig {
-                        data: spec.data.clone(),
-                        model: size.model.clone(),
-                        optim,
-                        epochs,
-                        batch_size: spec.batch_size,
-                        seed,
-                        precision: spec.precision,
-                        eval: spec.eval.clone(),
-                    };
-                    trials.push(trial_spec(&size.name, size_index, &cost, config));
+                    trials.push(trial(spec, size_index, epochs, lr, seed));
                 }
             }
         }
     }
     assign_priorities(&mut trials);
-    let totals = PlanTotals {
-        trials: trials.len(),
-        examples: trials.iter().map(|t| t.examples).sum(),
-        flops: trials.iter().map(|t| t.flops).sum(),
-    };
-    Plan {
-        sweep: spec.name.clone(),
-        trials,
-        totals,
+    Plan::new(spec, trials)
+}
+
+impl Plan {
+    /// A plan of `trials`, with totals.
+    pub fn new(spec: &SweepSpec, trials: Vec<TrialSpec>) -> Plan {
+        let totals = PlanTotals {
+            trials: trials.len(),
+            examples: trials.iter().map(|t| t.examples).sum(),
+            flops: trials.iter().map(|t| t.flops).sum(),
+        };
+        Plan {
+            sweep: spec.name.clone(),
+            trials,
+            totals,
+        }
     }
+}
+
+/// Index of the size with the fewest parameters (the first of equals).
+pub fn smallest_size(spec: &SweepSpec) -> usize {
+    let shape = spec.data.input_shape();
+    (0..spec.sizes.len())
+        .min_by_key(|&i| model_cost(&spec.sizes[i].model, &shape).params_total)
+        .unwrap_or(0)
+}
+
+/// The trial of size `size_index` at `epochs`, `lr` and `seed`, with every other setting from
+/// `spec`.
+pub fn trial(spec: &SweepSpec, size_index: usize, epochs: f64, lr: f64, seed: u64) -> TrialSpec {
+    let size = &spec.sizes[size_index];
+    let cost = model_cost(&size.model, &spec.data.input_shape());
+    let mut optim = spec.optim.clone();
+    optim.lr = lr;
+    let config = TrialConfig {
+        data: spec.data.clone(),
+        model: size.model.clone(),
+        optim,
+        epochs,
+        batch_size: spec.batch_size,
+        seed,
+        precision: spec.precision,
+        eval: spec.eval.clone(),
+    };
+    trial_spec(&size.name, size_index, &cost, config)
+}
+
+/// Whether a stored trial belongs to the sweep's grid: some size, budget, seed and learning
+/// rate of `spec` (any lattice point for an adaptive search) reproduce its key.
+pub fn is_member(spec: &SweepSpec, config: &TrialConfig) -> bool {
+    let lr = config.optim.lr;
+    let lr_ok = match &spec.adaptive {
+        Some(a) => a.on_lattice(lr),
+        None => spec.lrs.contains(&lr),
+    };
+    if !lr_ok || !spec.epochs.contains(&config.epochs) || !spec.seeds.contains(&config.seed) {
+        return false;
+    }
+    let key = trial_key(config);
+    (0..spec.sizes.len())
+        .filter(|&i| spec.sizes[i].model == config.model)
+        .any(|i| trial(spec, i, config.epochs, lr, config.seed).key == key)
 }
 
 /// A trial of `config`, whose model has `cost`.

@@ -45,7 +45,11 @@ fn validate_and_plan_a_good_sweep() {
     let file = sb.write("ok.yaml", &synthetic_sweep("ok", "[0.01, 0.03]", "[1, 2]"));
     let out = slaw().arg("validate").arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("= 8 trials"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("× 2 learning rates × 1 seeds; 8 trials"),
+        "{}",
+        text(&out)
+    );
 
     let out = slaw().args(["plan", "--json"]).arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use slaw_train::ComputeDevice;
 
-use crate::exec::local::{run_local, LocalOptions};
+use crate::exec::local::{run_local, FixedGrid, LocalOptions};
 use crate::exec::worker::{run_worker, WorkerEvent, WorkerOptions};
 use crate::exec::{parse_devices, ExecError};
 use crate::spec::{self, SpecError};
@@ -184,13 +184,24 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 fn validate(file: &Path) -> Result<ExitCode> {
     let (spec, _) = spec::load(file)?;
     let plan = crate::plan::expand(&spec);
+    let lrs = match spec.adaptive {
+        Some(_) => format!(
+            "an adaptive learning-rate search (coarse grid of {})",
+            spec.lrs.len()
+        ),
+        None => format!("{} learning rates", spec.lrs.len()),
+    };
+    let planned = if spec.adaptive.is_some() {
+        "planned so far"
+    } else {
+        "trials"
+    };
     println!(
-        "{}: sweep {:?} is valid: {} sizes × {} budgets × {} learning rates × {} seeds = {} trials, {} training FLOPs",
+        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {} training FLOPs",
         file.display(),
         spec.name,
         spec.sizes.len(),
         spec.epochs.len(),
-        spec.lrs.len(),
         spec.seeds.len(),
         plan.trials.len(),
         format::si(plan.totals.flops)
@@ -260,7 +271,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
     let mut view = progress::RunView::new(interactive);
-    let outcome = run_local(&store, &options, stop, &mut view).await?;
+    let outcome = if spec.adaptive.is_some() {
+        let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
+        run_local(&store, &options, stop, &mut scheduler, &mut view).await?
+    } else {
+        run_local(&store, &options, stop, &mut FixedGrid, &mut view).await?
+    };
     view.finish();
     let status = sweep::status(&store, &store.sweep(&spec.name).await?).await?;
     println!("{}", format::run_summary(&status, outcome.wall_seconds));

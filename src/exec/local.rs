@@ -84,6 +84,25 @@ pub enum Note {
     },
 }
 
+/// Decides, between polls, whether the sweep needs more trials (the adaptive learning-rate
+/// search adds trials as results arrive). The executor only runs what the store holds.
+pub trait Scheduler {
+    /// Adds the trials the sweep needs now; returns how many were added.
+    fn refresh(
+        &mut self,
+        store: &Store,
+    ) -> impl std::future::Future<Output = Result<usize, ExecError>>;
+}
+
+/// A fixed grid: nothing is ever added.
+pub struct FixedGrid;
+
+impl Scheduler for FixedGrid {
+    async fn refresh(&mut self, _store: &Store) -> Result<usize, ExecError> {
+        Ok(0)
+    }
+}
+
 /// Receives the executor's progress.
 pub trait Observer {
     /// Called at every poll.
@@ -166,6 +185,7 @@ pub async fn run_local(
     store: &Store,
     opts: &LocalOptions,
     stop: Arc<AtomicBool>,
+    scheduler: &mut impl Scheduler,
     observer: &mut dyn Observer,
 ) -> Result<LocalOutcome, ExecError> {
     let start = Instant::now();
@@ -202,6 +222,9 @@ pub async fn run_local(
             )));
         }
         let reaped = store.reap(opts.sweep_id, opts.lease_seconds, &host).await?;
+        if !stopping {
+            scheduler.refresh(store).await?;
+        }
         let counts = store.counts(opts.sweep_id).await?;
         let live = slots.iter().filter(|c| c.is_some()).count();
 

@@ -201,6 +201,21 @@ struct TrainSection {
 struct LrSection {
     values: Option<Vec<f64>>,
     grid: Option<GridSection>,
+    adaptive: Option<AdaptiveSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveSection {
+    centre: f64,
+    #[serde(default)]
+    below: Option<u32>,
+    #[serde(default)]
+    above: Option<u32>,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    max_per_cell: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +293,41 @@ impl Default for Retries {
     }
 }
 
+/// The adaptive learning-rate search (`lr: {adaptive: ...}`): the smallest model runs the
+/// coarse grid `centre · factor^k`, k = −below..=above, at every budget; every other cell starts
+/// at the rate predicted by the law fitted so far and walks along the same lattice.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveLr {
+    /// Centre of the lattice.
+    pub centre: f64,
+    /// Ratio of neighbouring rates.
+    pub factor: f64,
+    /// Coarse-grid steps below the centre.
+    pub below: u32,
+    /// Coarse-grid steps above the centre.
+    pub above: u32,
+    /// At most this many rates per cell.
+    pub max_per_cell: u32,
+}
+
+impl AdaptiveLr {
+    /// The rate at lattice index `k`, computed exactly as the grid axis computes it.
+    pub fn rate(&self, k: i32) -> f64 {
+        self.centre * self.factor.powi(k)
+    }
+
+    /// The nearest lattice index of `lr`.
+    pub fn index(&self, lr: f64) -> i32 {
+        ((lr / self.centre).ln() / self.factor.ln()).round() as i32
+    }
+
+    /// Whether `lr` is (to rounding) a point of the lattice.
+    pub fn on_lattice(&self, lr: f64) -> bool {
+        let r = self.rate(self.index(lr));
+        (lr - r).abs() <= 1e-12 * r
+    }
+}
+
 /// One entry of the model-size axis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSize {
@@ -302,8 +352,11 @@ pub struct SweepSpec {
     pub sizes: Vec<ModelSize>,
     /// The epoch-budget axis.
     pub epochs: Vec<f64>,
-    /// The learning-rate axis, ascending.
+    /// The learning-rate axis, ascending (with `adaptive`: the smallest model's coarse grid).
     pub lrs: Vec<f64>,
+    /// The adaptive search, when the sweep asks for one.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveLr>,
     /// The seed axis.
     pub seeds: Vec<u64>,
     /// Examples per step.
@@ -444,7 +497,10 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         f.positive(&format!("train.epochs[{i}]"), *e, "an epoch budget");
     }
     let epochs = dedup_sorted(&t.epochs, "train.epochs", f);
-    let lrs = resolve_lr(&t.lr, f);
+    let (lrs, adaptive) = match resolve_lr(&t.lr, f) {
+        Some((l, a)) => (Some(l), a),
+        None => (None, None),
+    };
     let seeds = t.seeds.clone().unwrap_or_else(|| vec![0]);
     if seeds.is_empty() {
         f.add("train.seeds", "the seed axis is empty");
@@ -509,6 +565,7 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         sizes: sizes?,
         epochs,
         lrs: lrs?,
+        adaptive,
         seeds,
         batch_size: t.batch_size,
         optim: OptimConfig {
@@ -736,41 +793,77 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
     Some(out)
 }
 
-fn resolve_lr(lr: &LrSection, f: &mut Findings) -> Option<Vec<f64>> {
-    match (&lr.values, &lr.grid) {
-        (Some(_), Some(_)) => {
-            f.add("train.lr", "give either values or grid, not both");
-            None
-        }
-        (None, None) => {
+fn resolve_lr(lr: &LrSection, f: &mut Findings) -> Option<(Vec<f64>, Option<AdaptiveLr>)> {
+    let given = [
+        lr.values.is_some(),
+        lr.grid.is_some(),
+        lr.adaptive.is_some(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => {
             f.add(
                 "train.lr",
-                "give the learning-rate axis as values: [...] or grid: {centre, below, above, factor}",
+                "give the learning-rate axis as values: [...], grid: {centre, below, above, factor} \
+                 or adaptive: {centre, below, above, factor}",
             );
-            None
+            return None;
         }
-        (Some(values), None) => {
-            if values.is_empty() {
-                f.add("train.lr.values", "the learning-rate axis is empty");
-            }
-            for (i, v) in values.iter().enumerate() {
-                f.positive(&format!("train.lr.values[{i}]"), *v, "a learning rate");
-            }
-            Some(dedup_sorted(values, "train.lr.values", f))
-        }
-        (None, Some(g)) => {
-            let factor = g.factor.unwrap_or(2.0);
-            f.positive("train.lr.grid.centre", g.centre, "the centre learning rate");
-            if !(factor.is_finite() && factor > 1.0) {
-                f.add(
-                    "train.lr.grid.factor",
-                    format!("the grid factor must be greater than 1, got {factor}"),
-                );
-                return None;
-            }
-            Some(lr_grid(g.centre, g.below, g.above, factor))
+        1 => {}
+        _ => {
+            f.add("train.lr", "give one of values, grid or adaptive");
+            return None;
         }
     }
+    if let Some(values) = &lr.values {
+        if values.is_empty() {
+            f.add("train.lr.values", "the learning-rate axis is empty");
+        }
+        for (i, v) in values.iter().enumerate() {
+            f.positive(&format!("train.lr.values[{i}]"), *v, "a learning rate");
+        }
+        return Some((dedup_sorted(values, "train.lr.values", f), None));
+    }
+    let (path, centre, below, above, factor) = match (&lr.grid, &lr.adaptive) {
+        (Some(g), _) => ("train.lr.grid", g.centre, g.below, g.above, g.factor),
+        (_, Some(a)) => (
+            "train.lr.adaptive",
+            a.centre,
+            a.below.unwrap_or(2),
+            a.above.unwrap_or(2),
+            a.factor,
+        ),
+        _ => return None,
+    };
+    let factor = factor.unwrap_or(2.0);
+    f.positive(
+        &format!("{path}.centre"),
+        centre,
+        "the centre learning rate",
+    );
+    if !(factor.is_finite() && factor > 1.0) {
+        f.add(
+            format!("{path}.factor"),
+            format!("the grid factor must be greater than 1, got {factor}"),
+        );
+        return None;
+    }
+    let grid = lr_grid(centre, below, above, factor);
+    let adaptive = lr.adaptive.as_ref().map(|a| AdaptiveLr {
+        centre,
+        factor,
+        below,
+        above,
+        max_per_cell: a.max_per_cell.unwrap_or(12),
+    });
+    if let Some(a) = &adaptive {
+        if (a.max_per_cell as usize) < 3 {
+            f.add(
+                "train.lr.adaptive.max_per_cell",
+                "an adaptive cell needs at least 3 rates to bracket its optimum",
+            );
+        }
+    }
+    Some((grid, adaptive))
 }
 
 /// `centre · factor^k` for k in −below..=above, ascending.

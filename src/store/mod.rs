@@ -9,6 +9,7 @@
 
 mod rows;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -238,27 +239,30 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
-    /// Makes the stored trials of `sweep_id` match `trials`: new keys are inserted as pending,
-    /// existing ones keep their state (and get the current name and priority), and stored keys
-    /// that are not in `trials` are marked inactive.
+    /// Makes the stored trials of `sweep_id` match the sweep file: `trials` that are new are
+    /// inserted as pending, stored ones keep their state (and get the current name and
+    /// priority), and stored trials that are not in `trials` stay active only when `is_member`
+    /// says they still belong to the sweep's grid (an adaptive search adds trials as it goes);
+    /// the others are marked inactive.
     pub async fn sync_trials(
         &self,
         sweep_id: i64,
         trials: &[TrialSpec],
+        is_member: &dyn Fn(&slaw_train::TrialConfig) -> bool,
     ) -> Result<SyncReport, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let stored: Vec<String> = sqlx::query("SELECT key FROM trials WHERE sweep_id = $1")
-            .bind(sweep_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>("key"))
-            .collect::<Result<_, _>>()?;
-        let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+        let stored: Vec<(String, String)> =
+            sqlx::query("SELECT key, config_json FROM trials WHERE sweep_id = $1")
+                .bind(sweep_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("key")?, r.try_get("config_json")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        let stored_keys: HashSet<&str> = stored.iter().map(|(k, _)| k.as_str()).collect();
         let mut report = SyncReport::default();
-        let t = now();
         for trial in trials {
-            if stored.contains(&trial.key) {
+            if stored_keys.contains(trial.key.as_str()) {
                 report.existing += 1;
                 sqlx::query(
                     "UPDATE trials SET active = 1, size_name = $3, size_index = $4, priority = $5 \
@@ -271,52 +275,52 @@ impl Store {
                 .bind(trial.priority)
                 .execute(&mut *tx)
                 .await?;
-                continue;
+            } else {
+                report.added += 1;
+                insert_trial(&mut tx, sweep_id, trial).await?;
             }
-            report.added += 1;
-            let config = serde_json::to_string(&trial.config)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO trials (sweep_id, key, priority, config_json, size_name, size_index, \
-                     family, params, params_non_embedding, tokens_per_example, epochs, batch_size, \
-                     lr, seed, steps, examples, flops_per_example, flops, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                         $17, $18, $19)",
-            )
-            .bind(sweep_id)
-            .bind(&trial.key)
-            .bind(trial.priority)
-            .bind(config)
-            .bind(&trial.size)
-            .bind(trial.size_index as i64)
-            .bind(&trial.family)
-            .bind(trial.params as i64)
-            .bind(trial.params_non_embedding as i64)
-            .bind(trial.tokens_per_example as i64)
-            .bind(trial.epochs)
-            .bind(trial.config.batch_size as i64)
-            .bind(trial.lr)
-            .bind(trial.seed as i64)
-            .bind(trial.steps as i64)
-            .bind(trial.examples as i64)
-            .bind(trial.flops_per_example as f64)
-            .bind(trial.flops)
-            .bind(t)
-            .execute(&mut *tx)
-            .await?;
         }
-        let current: std::collections::HashSet<&str> =
-            trials.iter().map(|t| t.key.as_str()).collect();
-        for key in stored.iter().filter(|k| !current.contains(k.as_str())) {
-            report.retired += 1;
-            sqlx::query("UPDATE trials SET active = 0 WHERE sweep_id = $1 AND key = $2")
+        let current: HashSet<&str> = trials.iter().map(|t| t.key.as_str()).collect();
+        for (key, config) in stored.iter().filter(|(k, _)| !current.contains(k.as_str())) {
+            let member = serde_json::from_str(config).is_ok_and(|c| is_member(&c));
+            if member {
+                report.existing += 1;
+            } else {
+                report.retired += 1;
+            }
+            sqlx::query("UPDATE trials SET active = $3 WHERE sweep_id = $1 AND key = $2")
                 .bind(sweep_id)
                 .bind(key)
+                .bind(i64::from(member))
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(report)
+    }
+
+    /// Inserts the `trials` that are not stored yet (as pending); returns how many.
+    pub async fn add_trials(
+        &self,
+        sweep_id: i64,
+        trials: &[TrialSpec],
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for trial in trials {
+            let exists = sqlx::query("SELECT id FROM trials WHERE sweep_id = $1 AND key = $2")
+                .bind(sweep_id)
+                .bind(&trial.key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                insert_trial(&mut tx, sweep_id, trial).await?;
+                added += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
     }
 
     /// All sweeps, oldest first.
@@ -486,7 +490,11 @@ impl Store {
     }
 
     /// The most recent fit of `method` for `source` (`sweep:<name>` or `csv:<path>`).
-    pub async fn latest_fit(&self, source: &str, method: &str) -> Result<Option<FitRow>, StoreError> {
+    pub async fn latest_fit(
+        &self,
+        source: &str,
+        method: &str,
+    ) -> Result<Option<FitRow>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM fits WHERE source = $1 AND method = $2 ORDER BY id DESC LIMIT 1",
             FitRow::COLUMNS
@@ -763,6 +771,44 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+async fn insert_trial(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sweep_id: i64,
+    trial: &TrialSpec,
+) -> Result<(), StoreError> {
+    let config =
+        serde_json::to_string(&trial.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO trials (sweep_id, key, priority, config_json, size_name, size_index, \
+             family, params, params_non_embedding, tokens_per_example, epochs, batch_size, \
+             lr, seed, steps, examples, flops_per_example, flops, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18, $19)",
+    )
+    .bind(sweep_id)
+    .bind(&trial.key)
+    .bind(trial.priority)
+    .bind(config)
+    .bind(&trial.size)
+    .bind(trial.size_index as i64)
+    .bind(&trial.family)
+    .bind(trial.params as i64)
+    .bind(trial.params_non_embedding as i64)
+    .bind(trial.tokens_per_example as i64)
+    .bind(trial.epochs)
+    .bind(trial.config.batch_size as i64)
+    .bind(trial.lr)
+    .bind(trial.seed as i64)
+    .bind(trial.steps as i64)
+    .bind(trial.examples as i64)
+    .bind(trial.flops_per_example as f64)
+    .bind(trial.flops)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// `host:pid` of this process, the identity a worker claims under.

@@ -24,7 +24,10 @@ async fn fresh() -> (tempfile::TempDir, Store, i64, Vec<TrialSpec>) {
         .upsert_sweep(&spec, SWEEP, Some("s.yaml"))
         .await
         .unwrap();
-    let report = store.sync_trials(id, &plan.trials).await.unwrap();
+    let report = store
+        .sync_trials(id, &plan.trials, &|_| false)
+        .await
+        .unwrap();
     assert_eq!(
         report,
         SyncReport {
@@ -68,23 +71,31 @@ async fn sweep_and_trials_round_trip() {
         Err(StoreError::NoSuchSweep(_))
     ));
     // A second sync changes nothing; dropping a trial retires it.
+    let none = |_: &slaw_train::TrialConfig| false;
+    let all = |_: &slaw_train::TrialConfig| true;
+    let report = |added, existing, retired| SyncReport {
+        added,
+        existing,
+        retired,
+    };
     assert_eq!(
-        store.sync_trials(id, &trials).await.unwrap(),
-        SyncReport {
-            added: 0,
-            existing: 4,
-            retired: 0
-        }
+        store.sync_trials(id, &trials, &none).await.unwrap(),
+        report(0, 4, 0)
     );
     assert_eq!(
-        store.sync_trials(id, &trials[1..]).await.unwrap(),
-        SyncReport {
-            added: 0,
-            existing: 3,
-            retired: 1
-        }
+        store.sync_trials(id, &trials[1..], &none).await.unwrap(),
+        report(0, 3, 1)
     );
     assert_eq!(store.trials(id).await.unwrap().len(), 3);
+    // A trial outside the file's list that still belongs to the grid (an adaptive search's)
+    // stays active.
+    assert_eq!(
+        store.sync_trials(id, &trials[1..], &all).await.unwrap(),
+        report(0, 4, 0)
+    );
+    assert_eq!(store.trials(id).await.unwrap().len(), 4);
+    assert_eq!(store.add_trials(id, &trials).await.unwrap(), 0);
+    store.sync_trials(id, &trials[1..], &none).await.unwrap();
     assert_eq!(store.counts(id).await.unwrap().total(), 3);
 }
 

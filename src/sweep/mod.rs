@@ -5,12 +5,14 @@
 //! Which stored trials are claimable (pending, or ended with retries left) is decided by the
 //! store's claim query from the sweep's retry limits; this module never parses YAML.
 
+pub mod adaptive;
+
 use serde::Serialize;
 use slaw_train::config::Precision;
 use slaw_train::trainer::CUDA_BUILT;
 use slaw_train::ComputeDevice;
 
-use crate::plan::{expand, Plan};
+use crate::plan::{expand, is_member, Plan};
 use crate::spec::SweepSpec;
 use crate::store::{
     now, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState,
@@ -47,7 +49,9 @@ pub async fn prepare(
 ) -> Result<Prepared, SweepError> {
     let plan = expand(spec);
     let sweep_id = store.upsert_sweep(spec, yaml, source).await?;
-    let sync = store.sync_trials(sweep_id, &plan.trials).await?;
+    let sync = store
+        .sync_trials(sweep_id, &plan.trials, &|c| is_member(spec, c))
+        .await?;
     Ok(Prepared {
         sweep_id,
         plan,
@@ -157,4 +161,92 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
         total_flops,
         remaining_flops,
     })
+}
+
+/// The scheduler of an adaptive learning-rate search: between polls it asks
+/// [`adaptive::plan_next`] which rates to run and adds those trials to the store.
+pub struct AdaptiveScheduler {
+    sweep_id: i64,
+    spec: SweepSpec,
+}
+
+impl AdaptiveScheduler {
+    /// A scheduler for `spec` (which must have `adaptive` set to add anything).
+    pub fn new(sweep_id: i64, spec: SweepSpec) -> Self {
+        AdaptiveScheduler { sweep_id, spec }
+    }
+
+    /// Adds the trials the search needs now; returns how many, and the planner's decision.
+    pub async fn advance(
+        &self,
+        store: &Store,
+    ) -> Result<(usize, Option<adaptive::Decision>), SweepError> {
+        let spec = &self.spec;
+        let Some(a) = &spec.adaptive else {
+            return Ok((0, None));
+        };
+        let shape = spec.data.input_shape();
+        let params: Vec<f64> = spec
+            .sizes
+            .iter()
+            .map(|s| slaw_train::cost::model_cost(&s.model, &shape).params_total as f64)
+            .collect();
+        let examples: Vec<f64> = spec
+            .epochs
+            .iter()
+            .map(|&e| crate::plan::trial(spec, 0, e, a.centre, 0).examples as f64)
+            .collect();
+        let r = &spec.retries;
+        let known: Vec<adaptive::KnownTrial> = store
+            .trials(self.sweep_id)
+            .await?
+            .iter()
+            .map(|t| {
+                let retries_left = |limit: u32| t.attempts <= i64::from(limit);
+                let outcome = match t.state {
+                    TrialState::Pending | TrialState::Running => adaptive::KnownOutcome::Waiting,
+                    TrialState::Completed => match t.final_val_loss {
+                        Some(l) => adaptive::KnownOutcome::Loss(l),
+                        None => adaptive::KnownOutcome::Diverged,
+                    },
+                    TrialState::Failed if retries_left(r.failed) => adaptive::KnownOutcome::Waiting,
+                    TrialState::Diverged if retries_left(r.diverged) => {
+                        adaptive::KnownOutcome::Waiting
+                    }
+                    TrialState::Interrupted if retries_left(r.interrupted) => {
+                        adaptive::KnownOutcome::Waiting
+                    }
+                    TrialState::Diverged => adaptive::KnownOutcome::Diverged,
+                    TrialState::Failed | TrialState::Interrupted => adaptive::KnownOutcome::Failed,
+                };
+                adaptive::KnownTrial {
+                    size_index: t.size_index as usize,
+                    epochs: t.epochs,
+                    lr: t.lr,
+                    outcome,
+                }
+            })
+            .collect();
+        let decision = adaptive::plan_next(spec, a, &params, &examples, &known);
+        let new: Vec<_> = decision
+            .add
+            .iter()
+            .flat_map(|&(i, e, lr)| {
+                spec.seeds
+                    .iter()
+                    .map(move |&seed| crate::plan::trial(spec, i, e, lr, seed))
+            })
+            .collect();
+        let added = store.add_trials(self.sweep_id, &new).await?;
+        Ok((added, Some(decision)))
+    }
+}
+
+impl crate::exec::local::Scheduler for AdaptiveScheduler {
+    async fn refresh(&mut self, store: &Store) -> Result<usize, crate::exec::ExecError> {
+        self.advance(store)
+            .await
+            .map(|(added, _)| added)
+            .map_err(|e| crate::exec::ExecError::Worker(e.to_string()))
+    }
 }
