@@ -7,6 +7,7 @@
 //!
 //! Modules, with dependencies pointing down this list:
 //! - [`cli`]: the `slaw` command line.
+//! - [`analysis`]: which runs feed which fit; stored fits; predictions; back-tests.
 //! - [`exec`]: workers that claim and train trials; the local multi-process executor.
 //! - [`sweep`]: registering a sweep's grid, preflight checks, status summaries.
 //! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
@@ -16,6 +17,7 @@
 //!
 //! The trainer itself lives in the `slaw-train` crate.
 
+pub mod analysis;
 pub mod cli;
 pub mod exec;
 pub mod fit;

@@ -1,6 +1,7 @@
 //! The `slaw` command line: clap definitions and the wiring of each command to the library.
 //! No logic lives here beyond argument handling, output formatting and exit codes.
 
+mod fit_tables;
 mod format;
 mod progress;
 
@@ -64,6 +65,10 @@ enum Command {
     Run(RunArgs),
     /// Claim and run trials from the database until none is left (one process per device).
     Worker(WorkerArgs),
+    /// Fit the scaling laws of a sweep (or of a CSV file of runs) and store them.
+    Fit(FitArgs),
+    /// Predict loss, optimal learning rate and compute-optimal size from the stored laws.
+    Predict(PredictArgs),
     /// Counts by state, the best trial per model size, the slowest running trial.
     Status {
         #[command(flatten)]
@@ -124,6 +129,85 @@ struct WorkerArgs {
     quiet: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FitMethod {
+    Lr,
+    Frontier,
+    Isoflop,
+    Parametric,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ParamsArg {
+    Total,
+    NonEmbedding,
+}
+
+#[derive(Debug, Args)]
+struct FitArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The sweep (default: the only sweep in the database).
+    #[arg(long, conflicts_with = "import")]
+    sweep: Option<String>,
+    /// Fit runs from a CSV file instead of a sweep (needs --columns).
+    #[arg(long, requires = "columns")]
+    import: Option<PathBuf>,
+    /// CSV columns: n=COL,d=COL,c=COL,loss=COL[,lr=COL][,size=COL]; two of n, d, c.
+    #[arg(long)]
+    columns: Option<String>,
+    /// Which fits.
+    #[arg(long, value_enum, default_value = "all")]
+    method: FitMethod,
+    /// Bootstrap resamples behind the intervals (0: none).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Which parameter count is N.
+    #[arg(long, value_enum, default_value = "total")]
+    params: ParamsArg,
+    /// Fit without this model size, then predict it and compare with what it gave.
+    #[arg(long)]
+    holdout: Option<String>,
+    /// Print the full result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The sweep whose laws to use (default: the only sweep in the database).
+    #[arg(long, conflicts_with = "import")]
+    sweep: Option<String>,
+    /// Use the laws fitted on this CSV file by `slaw fit --import`.
+    #[arg(long)]
+    import: Option<PathBuf>,
+    /// Model size N (SI suffixes allowed: 350M, 1.2G).
+    #[arg(long, value_parser = parse_si, required_unless_present = "flops")]
+    params: Option<f64>,
+    /// Training budget in epochs of the sweep's training split.
+    #[arg(long, conflicts_with = "examples")]
+    epochs: Option<f64>,
+    /// Training budget in examples (D).
+    #[arg(long, value_parser = parse_si)]
+    examples: Option<f64>,
+    /// A compute budget C in training FLOPs: the compute-optimal N and D and their loss.
+    #[arg(long, value_parser = parse_si, conflicts_with_all = ["params", "epochs", "examples"])]
+    flops: Option<f64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_si(text: &str) -> Result<f64, String> {
+    format::parse_si(text)
+}
+
 /// Set by Ctrl-C / SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -177,6 +261,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Plan { file, json } => plan(&file, json),
         Command::Run(args) => run(args).await,
         Command::Worker(args) => worker(args).await,
+        Command::Fit(args) => fit(args).await,
+        Command::Predict(args) => predict(args).await,
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
     }
 }
@@ -372,5 +458,139 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
             println!("{}", format::status(s));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sweep named `name`, or the only sweep in the store.
+async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<crate::store::SweepRow> {
+    if let Some(name) = name {
+        return Ok(store.sweep(name).await?);
+    }
+    let mut sweeps = store.sweeps().await?;
+    match sweeps.len() {
+        1 => Ok(sweeps.remove(0)),
+        0 => bail!("the database has no sweeps"),
+        _ => bail!(
+            "the database has several sweeps ({}): choose one with --sweep",
+            sweeps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+async fn open_existing(db: &str) -> Result<Store> {
+    if !db.contains("://") && !Path::new(db).exists() {
+        bail!("no database at {db} (run a sweep first, or pass --db)");
+    }
+    Store::open(db)
+        .await
+        .with_context(|| format!("opening {db}"))
+}
+
+async fn fit(args: FitArgs) -> Result<ExitCode> {
+    use crate::analysis::{self, laws, observations};
+    let store = if args.import.is_some() {
+        Store::open(&args.db.db)
+            .await
+            .with_context(|| format!("opening {}", args.db.db))?
+    } else {
+        open_existing(&args.db.db).await?
+    };
+    let params_count = match args.params {
+        ParamsArg::Total => observations::ParamsCount::Total,
+        ParamsArg::NonEmbedding => observations::ParamsCount::NonEmbedding,
+    };
+    let obs = match (&args.import, &args.columns) {
+        (Some(path), Some(columns)) => {
+            observations::from_csv(path, &observations::Columns::parse(columns)?)?
+        }
+        _ => {
+            let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
+            observations::from_sweep(&store, &sweep, params_count).await?
+        }
+    };
+    if let Some(size) = &args.holdout {
+        if !obs.runs.iter().any(|r| &r.size == size) {
+            bail!(
+                "--holdout {size}: no completed run of that size in {}",
+                obs.source
+            );
+        }
+    }
+    let all = matches!(args.method, FitMethod::All);
+    let config = laws::FitConfig {
+        lr: all || matches!(args.method, FitMethod::Lr),
+        frontier: all || matches!(args.method, FitMethod::Frontier),
+        isoflop: all || matches!(args.method, FitMethod::Isoflop),
+        parametric: all || matches!(args.method, FitMethod::Parametric),
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        level: 0.95,
+    };
+    let excluded: Vec<String> = args.holdout.iter().cloned().collect();
+    let report = laws::fit_all(&obs, &excluded, &config);
+    let ids = analysis::save(&store, &obs, &report, &config).await?;
+    let backtest = args
+        .holdout
+        .as_ref()
+        .map(|size| (size.clone(), analysis::backtest(&obs, &report, size)));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "report": report,
+                "backtest": backtest.as_ref().map(|(_, rows)| rows),
+                "fit_ids": ids,
+            }))?
+        );
+    } else {
+        print!("{}", fit_tables::fit_summary(&report));
+        if let Some((size, rows)) = &backtest {
+            print!("\n{}", fit_tables::backtest(size, rows));
+        }
+        println!("\nstored as fits {:?} in {}", ids, args.db.db);
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn predict(args: PredictArgs) -> Result<ExitCode> {
+    use crate::analysis::{self, predict};
+    let store = open_existing(&args.db.db).await?;
+    let (source, per_epoch) = match &args.import {
+        Some(path) => (format!("csv:{}", path.display()), None),
+        None => {
+            let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
+            let per_epoch = sweep.spec()?.data.train_examples() as f64;
+            (format!("sweep:{}", sweep.name), Some(per_epoch))
+        }
+    };
+    let report = analysis::load_report(&store, &source).await?;
+    let prediction = match (args.flops, args.params) {
+        (Some(c), _) => predict::at_compute(&report, c),
+        (None, Some(n)) => {
+            let d = match (args.examples, args.epochs) {
+                (Some(d), _) => d,
+                (None, Some(e)) => {
+                    let Some(per_epoch) = per_epoch else {
+                        bail!("--epochs needs a sweep (its training split); give --examples for imported fits");
+                    };
+                    e * per_epoch
+                }
+                (None, None) => bail!("--params needs a budget: --epochs E or --examples D"),
+            };
+            predict::at_size(&report, n, d)
+        }
+        (None, None) => bail!("give --params N with --epochs/--examples, or --flops C"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&prediction)?);
+    } else {
+        print!("{}", fit_tables::prediction(&prediction));
+    }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }

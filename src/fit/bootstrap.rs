@@ -70,6 +70,23 @@ pub fn bootstrap<F>(n: usize, options: &BootstrapOptions, fit: F) -> FitResult<B
 where
     F: Fn(&[usize]) -> FitResult<Vec<(String, f64)>> + Sync,
 {
+    summarise(&resample_fits(n, options, fit)?, options)
+}
+
+/// The named outputs of one resample's fit; `None` where the fit failed.
+pub type ResampleOutput = Option<Vec<(String, f64)>>;
+
+/// The outputs of every resample, in draw order (`None` where the fit failed or returned a
+/// non-finite value): the raw bootstrap distribution, for callers that keep it to evaluate
+/// predictions later. [`summarise`] turns it into intervals.
+pub fn resample_fits<F>(
+    n: usize,
+    options: &BootstrapOptions,
+    fit: F,
+) -> FitResult<Vec<ResampleOutput>>
+where
+    F: Fn(&[usize]) -> FitResult<Vec<(String, f64)>> + Sync,
+{
     check_level(options.level)?;
     if n == 0 {
         return Err(FitError::TooFewPoints {
@@ -95,71 +112,79 @@ where
             .ok()
             .filter(|out| out.iter().all(|(_, v)| v.is_finite()))
     };
-    let outputs: Vec<Option<Vec<(String, f64)>>> = if threads == 1 {
-        (0..count).map(run).collect()
-    } else {
-        let mut outputs = vec![None; count];
-        std::thread::scope(|scope| {
-            let run = &run;
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        (t..count)
-                            .step_by(threads)
-                            .map(|i| (i, run(i)))
-                            .collect::<Vec<_>>()
-                    })
+    if threads == 1 {
+        return Ok((0..count).map(run).collect());
+    }
+    let mut outputs = vec![None; count];
+    std::thread::scope(|scope| {
+        let run = &run;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..count)
+                        .step_by(threads)
+                        .map(|i| (i, run(i)))
+                        .collect::<Vec<_>>()
                 })
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => {
-                        for (i, out) in done {
-                            outputs[i] = out;
-                        }
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, out) in done {
+                        outputs[i] = out;
                     }
-                    Err(panic) => std::panic::resume_unwind(panic),
                 }
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-        });
-        outputs
-    };
+        }
+    });
+    Ok(outputs)
+}
 
+/// Percentile intervals of each named output over the resamples that succeeded.
+pub fn summarise(
+    outputs: &[ResampleOutput],
+    options: &BootstrapOptions,
+) -> FitResult<BootstrapSummary> {
     let failed = outputs.iter().filter(|o| o.is_none()).count();
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (name, value) in outputs.into_iter().flatten().flatten() {
-        samples.entry(name).or_default().push(value);
+    for (name, value) in outputs.iter().flatten().flatten() {
+        samples.entry(name.clone()).or_default().push(*value);
     }
     if samples.is_empty() {
         return Err(FitError::OptimiserFailed(format!(
             "bootstrap: all {} resamples failed",
-            options.resamples
+            outputs.len()
         )));
     }
-    let tail = (1.0 - options.level) / 2.0;
     let intervals = samples
         .into_iter()
-        .map(|(name, mut values)| {
-            values.sort_by(f64::total_cmp);
-            let mean = values.iter().sum::<f64>() / values.len() as f64;
-            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-                / (values.len().max(2) - 1) as f64;
-            let interval = BootstrapInterval {
-                lo: quantile_sorted(&values, tail),
-                hi: quantile_sorted(&values, 1.0 - tail),
-                median: quantile_sorted(&values, 0.5),
-                std_error: var.sqrt(),
-            };
-            (name, interval)
-        })
+        .map(|(name, values)| (name, percentile_interval(values, options.level)))
         .collect();
     Ok(BootstrapSummary {
         intervals,
-        resamples: options.resamples,
+        resamples: outputs.len(),
         failed,
         level: options.level,
         seed: options.seed,
     })
+}
+
+/// The percentile interval at `level`, median and standard deviation of `values` (which must
+/// not be empty).
+pub fn percentile_interval(mut values: Vec<f64>, level: f64) -> BootstrapInterval {
+    values.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let var =
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len().max(2) - 1) as f64;
+    BootstrapInterval {
+        lo: quantile_sorted(&values, tail),
+        hi: quantile_sorted(&values, 1.0 - tail),
+        median: quantile_sorted(&values, 0.5),
+        std_error: var.sqrt(),
+    }
 }
 
 #[cfg(test)]

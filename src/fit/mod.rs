@@ -28,7 +28,10 @@ pub mod saturating;
 
 mod optim;
 
-pub use bootstrap::{bootstrap, BootstrapInterval, BootstrapOptions, BootstrapSummary};
+pub use bootstrap::{
+    bootstrap, percentile_interval, resample_fits, summarise, BootstrapInterval, BootstrapOptions,
+    BootstrapSummary,
+};
 pub use frontier::{
     compute_frontier, fit_frontier, CurvePoint, Frontier, FrontierFit, FrontierModel,
 };

@@ -489,21 +489,33 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
-    /// The most recent fit of `method` for `source` (`sweep:<name>` or `csv:<path>`).
-    pub async fn latest_fit(
-        &self,
-        source: &str,
-        method: &str,
-    ) -> Result<Option<FitRow>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {} FROM fits WHERE source = $1 AND method = $2 ORDER BY id DESC LIMIT 1",
+    /// The fits of `method` for `source` (`sweep:<name>` or `csv:<path>`), newest first.
+    pub async fn fits(&self, source: &str, method: &str) -> Result<Vec<FitRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM fits WHERE source = $1 AND method = $2 ORDER BY id DESC",
             FitRow::COLUMNS
         )))
         .bind(source)
         .bind(method)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(FitRow::from_row).transpose()
+        rows.iter().map(FitRow::from_row).collect()
+    }
+
+    /// Every evaluation point of the active trials of a sweep (current attempts), by trial id.
+    pub async fn sweep_metrics(&self, sweep_id: i64) -> Result<Vec<(i64, MetricRow)>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT m.trial_id, {} FROM metrics m \
+             JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempts \
+             WHERE t.sweep_id = $1 AND t.active = 1 ORDER BY m.trial_id, m.step",
+            MetricRow::COLUMNS
+        )))
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("trial_id")?, MetricRow::from_row(r)?)))
+            .collect()
     }
 
     // ----------------------------------------------------------------------------------------

@@ -1,0 +1,256 @@
+//! Predictions from fitted laws: the loss and optimal learning rate of a model of N parameters
+//! trained on D examples, or, for a compute budget C, the frontier's loss and the compute-
+//! optimal N and D. Every value carries the percentile interval of the same quantity over the
+//! fit's bootstrap samples.
+
+use serde::{Deserialize, Serialize};
+
+use super::laws::{FitReport, Samples};
+use crate::fit::ParametricLaw;
+
+/// A predicted value with its interval and the law it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// The law's value.
+    pub value: f64,
+    /// Lower end of the bootstrap interval.
+    pub lo: Option<f64>,
+    /// Upper end of the bootstrap interval.
+    pub hi: Option<f64>,
+    /// Which law, e.g. `parametric L(N, D)`.
+    pub method: String,
+}
+
+/// What slaw predicts for a query.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Prediction {
+    /// N (given, or compute-optimal).
+    pub params: Option<f64>,
+    /// D (given, or compute-optimal).
+    pub examples: Option<f64>,
+    /// C (given, or 'k·N·D').
+    pub flops: Option<f64>,
+    /// Predicted validation loss, by method.
+    pub loss: Vec<Estimate>,
+    /// Predicted optimal learning rate.
+    pub lr: Vec<Estimate>,
+    /// Compute-optimal N, by method (for `--flops`).
+    pub params_star: Vec<Estimate>,
+    /// Compute-optimal D, by method (for `--flops`).
+    pub examples_star: Vec<Estimate>,
+    /// Laws that were not available, and why.
+    pub notes: Vec<String>,
+}
+
+fn estimate(
+    value: f64,
+    samples: Option<&Samples>,
+    f: impl Fn(&[f64]) -> f64,
+    method: &str,
+) -> Estimate {
+    let iv = samples.and_then(|s| s.interval_of(f));
+    Estimate {
+        value,
+        lo: iv.as_ref().map(|i| i.lo),
+        hi: iv.as_ref().map(|i| i.hi),
+        method: method.to_string(),
+    }
+}
+
+fn law_of(row: &[f64], n: usize) -> ParametricLaw {
+    ParametricLaw {
+        e: row[0],
+        a: row[1],
+        b: row[2],
+        alpha: row[3],
+        beta: row[4],
+        objective: 0.0,
+        n,
+        starts: 1,
+        converged_starts: 1,
+    }
+}
+
+fn lr_estimates(report: &FitReport, n: f64, d: f64, p: &mut Prediction) {
+    let Some(lr) = report.lr.as_ref() else { return };
+    let Some(lr) = lr.fitted() else {
+        p.notes.push("no learning-rate law was fitted".into());
+        return;
+    };
+    if let Some(law) = lr.budget_law.fitted() {
+        p.lr.push(estimate(
+            law.predict(n, d),
+            lr.budget_samples.as_ref(),
+            |c| (c[0] + c[1] * n.ln() + c[2] * d.ln()).exp(),
+            "log η* = c0 + c1·log N + c2·log D",
+        ));
+    }
+    if let Some(law) = lr.params_law.fitted() {
+        p.lr.push(estimate(
+            law.predict(n),
+            lr.params_samples.as_ref(),
+            |c| (c[0] + c[1] * n.ln()).exp(),
+            "log η* = c0 + c1·log N",
+        ));
+    }
+    if p.lr.is_empty() {
+        p.notes.push(
+            "the learning-rate laws need at least 3 (4) cells whose optimum is inside the grid"
+                .into(),
+        );
+    }
+}
+
+/// Notes when (N, D) lie outside the range of the parametric fit's points.
+fn range_notes(report: &FitReport, n: f64, d: f64, p: &mut Prediction) {
+    let Some(par) = report.parametric.as_ref().and_then(|m| m.fitted()) else {
+        return;
+    };
+    let range = |f: &dyn Fn(&crate::fit::ParametricPoint) -> f64| {
+        par.points
+            .iter()
+            .map(f)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    let (nlo, nhi) = range(&|q| q.params);
+    let (dlo, dhi) = range(&|q| q.examples);
+    if n < nlo || n > nhi {
+        p.notes.push(format!(
+            "N = {n:.3e} is outside the fitted sizes ({nlo:.3e} … {nhi:.3e}): an extrapolation"
+        ));
+    }
+    if d < dlo || d > dhi {
+        p.notes.push(format!(
+            "D = {d:.3e} is outside the fitted budgets ({dlo:.3e} … {dhi:.3e} examples): an extrapolation"
+        ));
+    }
+}
+
+/// Loss and optimal learning rate of a model of `n` parameters trained on `d` examples.
+pub fn at_size(report: &FitReport, n: f64, d: f64) -> Prediction {
+    let mut p = Prediction {
+        params: Some(n),
+        examples: Some(d),
+        ..Prediction::default()
+    };
+    range_notes(report, n, d, &mut p);
+    match report.parametric.as_ref().and_then(|m| m.fitted()) {
+        Some(par) => {
+            p.flops = Some(par.flops_per_param_example * n * d);
+            p.loss.push(estimate(
+                par.law.predict(n, d),
+                par.samples.as_ref(),
+                |c| law_of(c, par.law.n).predict(n, d),
+                "parametric L(N, D) = E + A/N^α + B/D^β",
+            ));
+        }
+        None => p
+            .notes
+            .push("no parametric law was fitted: the loss at (N, D) needs one".into()),
+    }
+    lr_estimates(report, n, d, &mut p);
+    p
+}
+
+/// The frontier's loss, the compute-optimal N and D, and the optimal learning rate there, for
+/// a budget of `c` training FLOPs.
+pub fn at_compute(report: &FitReport, c: f64) -> Prediction {
+    let mut p = Prediction {
+        flops: Some(c),
+        ..Prediction::default()
+    };
+    if let Some(f) = report.frontier.as_ref().and_then(|m| m.fitted()) {
+        if let Some(sat) = &f.fit.saturating {
+            p.loss.push(estimate(
+                sat.predict(c),
+                f.saturating_samples.as_ref(),
+                |s| s[0].exp() + (s[1] - s[2] * c.ln()).exp(),
+                "frontier L = E + A·C^−α",
+            ));
+        }
+        if let Some(pl) = &f.fit.power_law {
+            p.loss.push(estimate(
+                pl.predict(c),
+                f.power_samples.as_ref(),
+                |s| (s[0] + s[1] * c.ln()).exp(),
+                "frontier L = a·C^b",
+            ));
+        }
+        if let Some(law) = f.params_law.fitted() {
+            p.params_star
+                .push(estimate(law.predict(c), None, |_| 0.0, "frontier N*(C)"));
+        }
+        if let Some(law) = f.examples_law.fitted() {
+            p.examples_star
+                .push(estimate(law.predict(c), None, |_| 0.0, "frontier D*(C)"));
+        }
+    } else {
+        p.notes.push("no frontier law was fitted".into());
+    }
+    if let Some(par) = report.parametric.as_ref().and_then(|m| m.fitted()) {
+        let k = par.flops_per_param_example;
+        if let Ok((n, d)) = par.law.optimal_allocation(c, k) {
+            let alloc = |s: &[f64]| law_of(s, par.law.n).optimal_allocation(c, k).ok();
+            p.params_star.insert(
+                0,
+                estimate(
+                    n,
+                    par.samples.as_ref(),
+                    |s| alloc(s).map_or(f64::NAN, |x| x.0),
+                    "parametric (C = k·N·D)",
+                ),
+            );
+            p.examples_star.insert(
+                0,
+                estimate(
+                    d,
+                    par.samples.as_ref(),
+                    |s| alloc(s).map_or(f64::NAN, |x| x.1),
+                    "parametric (C = k·N·D)",
+                ),
+            );
+            p.loss.push(estimate(
+                par.law.predict(n, d),
+                par.samples.as_ref(),
+                |s| {
+                    let law = law_of(s, par.law.n);
+                    law.optimal_allocation(c, k)
+                        .map_or(f64::NAN, |(n, d)| law.predict(n, d))
+                },
+                "parametric L(N*, D*)",
+            ));
+            p.params = Some(n);
+            p.examples = Some(d);
+            range_notes(report, n, d, &mut p);
+        }
+    }
+    if let Some(iso) = report.isoflop.as_ref().and_then(|m| m.fitted()) {
+        let s = iso.samples.as_ref();
+        p.params_star.push(estimate(
+            iso.fit.params_law.predict(c),
+            s,
+            |v| (v[0] + v[1] * c.ln()).exp(),
+            "IsoFLOP N*(C)",
+        ));
+        p.examples_star.push(estimate(
+            iso.fit.examples_law.predict(c),
+            s,
+            |v| (v[2] + v[3] * c.ln()).exp(),
+            "IsoFLOP D*(C)",
+        ));
+    }
+    match (p.params, p.examples) {
+        (Some(n), Some(d)) => lr_estimates(report, n, d, &mut p),
+        _ => {
+            if let (Some(n), Some(d)) = (p.params_star.first(), p.examples_star.first()) {
+                let (n, d) = (n.value, d.value);
+                p.params = Some(n);
+                p.examples = Some(d);
+                lr_estimates(report, n, d, &mut p);
+            }
+        }
+    }
+    p
+}

@@ -1,0 +1,221 @@
+//! `slaw fit` and `slaw predict` end to end through the binary: on published data imported
+//! from CSV (Porian et al. 2024, MIT, in tests/fixtures) and on a real sweep trained by slaw.
+
+mod common;
+
+use common::{repo, synthetic_sweep, text, Sandbox};
+use serde_json::Value;
+
+/// Porian's "Optimizer tuning (no decay)" optima on RefinedWeb, as a CSV of runs
+/// (`n_opt`, `t_opt`, `flops`, `loss_opt`), optionally only budgets in `[lo, hi]`.
+fn porian_csv(sb: &Sandbox, name: &str, lo: f64, hi: f64) -> std::path::PathBuf {
+    let path = repo().join("tests/fixtures/porian2024/optimal_pairs.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (exp, ds, c, n, t, l) = (
+        col("experiment"),
+        col("dataset"),
+        col("flops"),
+        col("n_opt"),
+        col("t_opt"),
+        col("loss_opt"),
+    );
+    let mut out = String::from("n,t,c,loss\n");
+    let mut rows = 0;
+    for r in reader.records() {
+        let r = r.unwrap();
+        if &r[exp] != "Optimizer tuning (no decay)" || &r[ds] != "rw" || r[n].is_empty() {
+            continue;
+        }
+        let flops: f64 = r[c].parse().unwrap();
+        if flops < lo || flops > hi {
+            continue;
+        }
+        out.push_str(&format!("{},{},{},{}\n", &r[n], &r[t], &r[c], &r[l]));
+        rows += 1;
+    }
+    assert!(rows >= 6, "{rows} rows");
+    sb.write(name, &out)
+}
+
+fn fit_json(sb: &Sandbox, args: &[&str]) -> Value {
+    let out = sb.run(&[&["fit", "--json", "--bootstrap", "200"], args].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn imported_porian_optima_reproduce_the_published_laws() {
+    let sb = Sandbox::new();
+    // All budgets: the frontier is the optima themselves; N*(C) along it is Porian's law.
+    let all = porian_csv(&sb, "all.csv", 0.0, f64::INFINITY);
+    let v = fit_json(
+        &sb,
+        &[
+            "--import",
+            all.to_str().unwrap(),
+            "--columns",
+            "n=n,d=t,c=c,loss=loss",
+            "--method",
+            "frontier",
+        ],
+    );
+    let f = &v["report"]["frontier"];
+    assert_eq!(f["status"], "fitted", "{f}");
+    let a = f["params_law"]["b"].as_f64().unwrap();
+    assert!(
+        (a - 0.497029).abs() < 5e-5,
+        "N* exponent {a} vs Porian's OLS 0.497029"
+    );
+
+    // 1e16 < C < 5e17: the saturating loss law of Porian's Table (A 128.93, E 2.0056, α 0.10597).
+    let small = porian_csv(&sb, "small.csv", 1.0e16 * 1.0001, 5.0e17);
+    let v = fit_json(
+        &sb,
+        &[
+            "--import",
+            small.to_str().unwrap(),
+            "--columns",
+            "n=n,d=t,c=c,loss=loss",
+            "--method",
+            "frontier",
+        ],
+    );
+    let sat = &v["report"]["frontier"]["fit"]["saturating"];
+    let (e, alpha, a) = (
+        sat["e"].as_f64().unwrap().exp(),
+        sat["alpha"].as_f64().unwrap(),
+        sat["a"].as_f64().unwrap().exp(),
+    );
+    assert!((e - 2.0056).abs() < 1e-3, "E {e}");
+    assert!((alpha - 0.10597).abs() < 1e-3, "alpha {alpha}");
+    assert!((a / 128.93 - 1.0).abs() < 0.01, "A {a}");
+
+    // The fit is stored, and predict reads it back.
+    let out = sb.run(&[
+        "predict",
+        "--import",
+        small.to_str().unwrap(),
+        "--flops",
+        "1e18",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sat_loss = p["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"].as_str().unwrap().contains("E + A"))
+        .unwrap();
+    let expected = 2.0056 + 128.93 * 1e18f64.powf(-0.10597);
+    assert!((sat_loss["value"].as_f64().unwrap() - expected).abs() < 2e-3);
+    assert!(sat_loss["lo"].as_f64().unwrap() <= sat_loss["value"].as_f64().unwrap());
+}
+
+#[test]
+fn bad_import_columns_are_clear_errors() {
+    let sb = Sandbox::new();
+    let csv = sb.write("x.csv", "n,d,loss\n1,2,3\n");
+    let out = sb.run(&[
+        "fit",
+        "--import",
+        csv.to_str().unwrap(),
+        "--columns",
+        "n=n,loss=loss",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("two of n, d and c"),
+        "{}",
+        text(&out)
+    );
+    let out = sb.run(&[
+        "fit",
+        "--import",
+        csv.to_str().unwrap(),
+        "--columns",
+        "n=n,d=dd,loss=loss",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no column \"dd\""),
+        "{}",
+        text(&out)
+    );
+    let bad = sb.write("bad.csv", "n,d,loss\n1,x,3\n");
+    let out = sb.run(&[
+        "fit",
+        "--import",
+        bad.to_str().unwrap(),
+        "--columns",
+        "n=n,d=d,loss=loss",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.csv:2: d \"x\" is not a number"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn fit_and_predict_a_sweep_trained_by_slaw() {
+    let sb = Sandbox::new();
+    let sweep = synthetic_sweep("f", "[0.003, 0.01, 0.03, 0.1]", "[1, 2, 4]")
+        .replace("sizes: [{name: a, width: 8}, {name: b, width: 24}]", "sizes: [{name: a, width: 4}, {name: b, width: 8}, {name: c, width: 16}, {name: d, width: 32}]");
+    let file = sb.write("f.yaml", &sweep);
+    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let v = fit_json(&sb, &["--sweep", "f"]);
+    let report = &v["report"];
+    assert_eq!(report["runs"], 48);
+    let lr = &report["lr"];
+    assert_eq!(lr["status"], "fitted", "{lr}");
+    assert_eq!(lr["cells"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        report["parametric"]["status"], "fitted",
+        "{}",
+        report["parametric"]
+    );
+    assert_eq!(report["frontier"]["status"], "fitted");
+    let ids = v["fit_ids"].as_array().unwrap();
+    assert!(ids.len() >= 3, "{ids:?}");
+
+    // The human summary names every method.
+    let out = sb.run(&["fit", "--sweep", "f", "--bootstrap", "50"]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "optimal learning rate per cell",
+        "compute frontier",
+        "IsoFLOP",
+        "parametric law",
+    ] {
+        assert!(summary.contains(needle), "{needle}: {summary}");
+    }
+
+    // Back-test: fit without the largest size, predict it.
+    let out = sb.run(&["fit", "--sweep", "f", "--bootstrap", "50", "--holdout", "d"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("back-test: laws fitted without d"), "{s}");
+
+    // predict uses the fit without exclusions.
+    let out = sb.run(&[
+        "predict", "--sweep", "f", "--params", "2k", "--epochs", "8", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["examples"].as_f64().unwrap(), 8.0 * 512.0);
+    let loss = p["loss"][0]["value"].as_f64().unwrap();
+    assert!(loss > 0.0 && loss < 2.0, "{p}");
+    assert!(!p["lr"].as_array().unwrap().is_empty(), "{p}");
+    assert!(p["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("extrapolation")));
+    let out = sb.run(&["predict", "--sweep", "f", "--params", "2k"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a budget"));
+}
