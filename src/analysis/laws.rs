@@ -94,6 +94,8 @@ pub struct Samples {
     pub seed: u64,
     /// Interval level.
     pub level: f64,
+    /// Percentile intervals of each coefficient (derived from `values`; stored for queries).
+    pub intervals: BTreeMap<String, BootstrapInterval>,
 }
 
 impl Samples {
@@ -105,7 +107,7 @@ impl Samples {
         let failed = outputs.iter().filter(|o| o.is_none()).count();
         let rows: Vec<Vec<(String, f64)>> = outputs.into_iter().flatten().collect();
         let names: Vec<String> = rows.first()?.iter().map(|(n, _)| n.clone()).collect();
-        Some(Samples {
+        let mut samples = Samples {
             values: rows
                 .into_iter()
                 .map(|r| r.into_iter().map(|(_, v)| v).collect())
@@ -115,11 +117,13 @@ impl Samples {
             failed,
             seed: opts.seed,
             level: opts.level,
-        })
+            intervals: BTreeMap::new(),
+        };
+        samples.intervals = samples.compute_intervals();
+        Some(samples)
     }
 
-    /// Percentile intervals of each coefficient.
-    pub fn intervals(&self) -> BTreeMap<String, BootstrapInterval> {
+    fn compute_intervals(&self) -> BTreeMap<String, BootstrapInterval> {
         self.names
             .iter()
             .enumerate()
@@ -725,7 +729,7 @@ mod tests {
         assert!((law.c1() + 0.4).abs() < 0.05, "c1 {}", law.c1());
         assert!((law.c2() - 0.1).abs() < 0.05, "c2 {}", law.c2());
         let samples = lr.budget_samples.as_ref().unwrap();
-        let c1 = &samples.intervals()["c1"];
+        let c1 = &samples.intervals["c1"];
         assert!(c1.lo < -0.4 && -0.4 < c1.hi, "planted c1 outside {c1:?}");
 
         let p = report.parametric.unwrap();

@@ -11,7 +11,7 @@ use crate::fit::{CellFlag, LinearFit};
 
 fn interval(samples: Option<&Samples>, name: &str, digits: usize) -> String {
     samples
-        .and_then(|s| s.intervals().remove(name))
+        .and_then(|s| s.intervals.get(name))
         .map_or(String::new(), |iv| {
             format!(" [{:.digits$}, {:.digits$}]", iv.lo, iv.hi)
         })

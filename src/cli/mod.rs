@@ -103,6 +103,9 @@ struct RunArgs {
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Do not fit the laws when the sweep has finished.
+    #[arg(long)]
+    no_fit: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +369,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     view.finish();
     let status = sweep::status(&store, &store.sweep(&spec.name).await?).await?;
     println!("{}", format::run_summary(&status, outcome.wall_seconds));
+    if !outcome.interrupted && !args.no_fit && outcome.counts.completed > 0 {
+        fit_after_run(&store, &spec.name).await?;
+    }
     store.close().await;
     if outcome.interrupted {
         println!("interrupted: run the same command again to finish the sweep");
@@ -488,6 +494,19 @@ async fn open_existing(db: &str) -> Result<Store> {
     Store::open(db)
         .await
         .with_context(|| format!("opening {db}"))
+}
+
+/// Fits every law on a finished sweep, stores the fits and prints them (the end of `slaw run`).
+async fn fit_after_run(store: &Store, sweep: &str) -> Result<()> {
+    use crate::analysis::{self, laws, observations};
+    let row = store.sweep(sweep).await?;
+    let obs = observations::from_sweep(store, &row, observations::ParamsCount::Total).await?;
+    let config = laws::FitConfig::default();
+    let report = laws::fit_all(&obs, &[], &config);
+    let ids = analysis::save(store, &obs, &report, &config).await?;
+    print!("\n{}", fit_tables::fit_summary(&report));
+    println!("stored as fits {ids:?}; `slaw predict --sweep {sweep} ...` uses them");
+    Ok(())
 }
 
 async fn fit(args: FitArgs) -> Result<ExitCode> {
