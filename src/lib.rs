@@ -7,7 +7,10 @@
 //!
 //! Modules, with dependencies pointing down this list:
 //! - [`cli`]: the `slaw` command line.
+//! - [`plot`]: figures (plotters, PNG and SVG).
 //! - [`analysis`]: which runs feed which fit; stored fits; predictions; back-tests.
+//! - [`report`]: text tables, number formats and the HTML report.
+//! - [`query`]: read-only SQL and exports as DataFrames (polars: CSV, JSON, Parquet).
 //! - [`exec`]: workers that claim and train trials; the local multi-process executor.
 //! - [`sweep`]: registering a sweep's grid, preflight checks, status summaries.
 //! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
@@ -22,6 +25,9 @@ pub mod cli;
 pub mod exec;
 pub mod fit;
 pub mod plan;
+pub mod plot;
+pub mod query;
+pub mod report;
 pub mod spec;
 pub mod store;
 pub mod sweep;

@@ -409,6 +409,10 @@ pub struct IsoFlopReport {
     /// Bootstrap samples over the valid vertices (`params_log_a`, `params_b`, `examples_log_a`,
     /// `examples_b`).
     pub samples: Option<Samples>,
+    /// The points the parabolas were fitted to (interpolated ones when `interpolated`).
+    pub points: Vec<IsoFlopPoint>,
+    /// The budget of each point (`BudgetVertex::budget_id`).
+    pub budget_ids: Vec<u64>,
 }
 
 /// The best finite loss of each cell, as an IsoFLOP point.
@@ -477,32 +481,47 @@ fn interpolated_budgets(points: &[IsoFlopPoint]) -> (Vec<IsoFlopPoint>, Vec<u64>
     (out, ids)
 }
 
+/// Budget ids grouping points whose compute is within `tolerance` of the smallest compute of
+/// their budget (points sorted by compute open a new budget when they exceed it).
+fn tolerance_ids(points: &[IsoFlopPoint], tolerance: f64) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| points[a].compute.total_cmp(&points[b].compute));
+    let mut ids = vec![0u64; points.len()];
+    let (mut id, mut first) = (0u64, None::<f64>);
+    for i in order {
+        let c = points[i].compute;
+        match first {
+            Some(f) if c <= f * (1.0 + tolerance) => {}
+            Some(_) => {
+                id += 1;
+                first = Some(c);
+            }
+            None => first = Some(c),
+        }
+        ids[i] = id;
+    }
+    ids
+}
+
 fn fit_isoflop_report(obs: &Observations, config: &FitConfig) -> Result<IsoFlopReport, String> {
-    let points = best_points(obs);
-    let direct = BudgetGrouping::RelativeTolerance(0.05);
-    let direct_valid = isoflop_vertices(&points, &direct)
+    let best = best_points(obs);
+    let direct_ids = tolerance_ids(&best, 0.05);
+    let direct_valid = isoflop_vertices(&best, &BudgetGrouping::Ids(direct_ids.clone()))
         .map(|v| v.iter().filter(|b| b.is_valid()).count())
         .unwrap_or(0);
-    let (fit, interpolated) = if direct_valid >= 3 {
-        (fit_isoflop(&points, &direct, config.level), false)
+    let (points, budget_ids, interpolated) = if direct_valid >= 3 {
+        (best, direct_ids, false)
     } else {
-        let (interp, ids) = interpolated_budgets(&points);
+        let (interp, ids) = interpolated_budgets(&best);
         if interp.is_empty() {
             return Err("no compute budget is shared by three model sizes".into());
         }
-        (
-            fit_isoflop(&interp, &BudgetGrouping::Ids(ids), config.level),
-            true,
-        )
+        (interp, ids, true)
     };
-    let fit = fit.map_err(|e| {
+    let grouping = BudgetGrouping::Ids(budget_ids.clone());
+    let fit = fit_isoflop(&points, &grouping, config.level).map_err(|e| {
         // Say why the budgets did not give vertices.
-        let grouped = if interpolated {
-            let (interp, ids) = interpolated_budgets(&points);
-            isoflop_vertices(&interp, &BudgetGrouping::Ids(ids))
-        } else {
-            isoflop_vertices(&points, &direct)
-        };
+        let grouped = isoflop_vertices(&points, &grouping);
         match grouped {
             Ok(budgets) => {
                 let mut why: BTreeMap<String, usize> = BTreeMap::new();
@@ -547,6 +566,8 @@ fn fit_isoflop_report(obs: &Observations, config: &FitConfig) -> Result<IsoFlopR
         fit,
         interpolated,
         samples,
+        points,
+        budget_ids,
     })
 }
 

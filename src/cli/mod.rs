@@ -1,9 +1,9 @@
 //! The `slaw` command line: clap definitions and the wiring of each command to the library.
 //! No logic lives here beyond argument handling, output formatting and exit codes.
 
-mod fit_tables;
 mod format;
 mod progress;
+mod results;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,24 @@ enum Command {
     Fit(FitArgs),
     /// Predict loss, optimal learning rate and compute-optimal size from the stored laws.
     Predict(PredictArgs),
+    /// Draw the figures of a sweep (PNG or SVG).
+    Plot(PlotArgs),
+    /// Write a self-contained HTML report of a sweep.
+    Report(ReportArgs),
+    /// Run SQL on a read-only connection; print a table or write CSV/JSON/Parquet.
+    Query(QueryArgs),
+    /// Write a sweep's trials, metrics and fits as Parquet, CSV or JSON files.
+    Export(ExportArgs),
+    /// One trial: configuration, state, timings, events and curve.
+    Show {
+        #[command(flatten)]
+        db: DbArg,
+        /// The trial key (a unique prefix is enough).
+        key: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Counts by state, the best trial per model size, the slowest running trial.
     Status {
         #[command(flatten)]
@@ -207,6 +225,87 @@ struct PredictArgs {
     json: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FigureFormat {
+    Png,
+    Svg,
+}
+
+#[derive(Debug, Args)]
+struct PlotArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The sweep (default: the only sweep in the database).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// Output directory (default: results/<sweep>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Image format.
+    #[arg(long, value_enum, default_value = "png")]
+    format: FigureFormat,
+    /// Training curves of these trials (keys or prefixes, comma-separated) instead of the best
+    /// trial of each size.
+    #[arg(long, value_delimiter = ',')]
+    trials: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The sweep (default: the only sweep in the database).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// Output file (default: results/<sweep>/report.html).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// The SQL (tables: sweeps, trials, metrics, trial_events, fits; views: results, curves).
+    sql: String,
+    /// Output format (table on the terminal by default).
+    #[arg(long, value_enum, default_value = "table")]
+    format: QueryFormat,
+    /// Write to this file (needed for parquet).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Parquet,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Only this sweep (default: every sweep).
+    #[arg(long)]
+    sweep: Option<String>,
+    /// File format.
+    #[arg(long, value_enum, default_value = "parquet")]
+    format: ExportFormat,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 fn parse_si(text: &str) -> Result<f64, String> {
     format::parse_si(text)
 }
@@ -266,6 +365,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Worker(args) => worker(args).await,
         Command::Fit(args) => fit(args).await,
         Command::Predict(args) => predict(args).await,
+        Command::Plot(args) => results::plot(args).await,
+        Command::Report(args) => results::report(args).await,
+        Command::Query(args) => results::query(args).await,
+        Command::Export(args) => results::export(args).await,
+        Command::Show { db, key, json } => results::show(&db.db, &key, json).await,
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
     }
 }
@@ -504,8 +608,12 @@ async fn fit_after_run(store: &Store, sweep: &str) -> Result<()> {
     let config = laws::FitConfig::default();
     let report = laws::fit_all(&obs, &[], &config);
     let ids = analysis::save(store, &obs, &report, &config).await?;
-    print!("\n{}", fit_tables::fit_summary(&report));
+    print!("\n{}", crate::report::text::fit_summary(&report));
     println!("stored as fits {ids:?}; `slaw predict --sweep {sweep} ...` uses them");
+    // The sweep and its fits are stored: a figure that cannot be drawn is reported, not fatal.
+    if let Err(e) = results::figures_after_run(store, &row).await {
+        eprintln!("slaw: warning: figures and report not written: {e:#}");
+    }
     Ok(())
 }
 
@@ -566,9 +674,9 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
             }))?
         );
     } else {
-        print!("{}", fit_tables::fit_summary(&report));
+        print!("{}", crate::report::text::fit_summary(&report));
         if let Some((size, rows)) = &backtest {
-            print!("\n{}", fit_tables::backtest(size, rows));
+            print!("\n{}", crate::report::text::backtest(size, rows));
         }
         println!("\nstored as fits {:?} in {}", ids, args.db.db);
     }
@@ -608,7 +716,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&prediction)?);
     } else {
-        print!("{}", fit_tables::prediction(&prediction));
+        print!("{}", crate::report::text::prediction(&prediction));
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

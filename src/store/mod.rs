@@ -59,6 +59,29 @@ pub enum Backend {
     Postgres,
 }
 
+/// One value of a query result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A real number.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+/// The rows of a query, with column names.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct ResultTable {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows of values, one per column.
+    pub rows: Vec<Vec<Value>>,
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
     SystemTime::now()
@@ -134,6 +157,26 @@ impl Store {
     /// Opens (creating if needed) the store at `location`: a `postgres://` URL, a `sqlite:` URL,
     /// or a file path for SQLite. Runs the migrations.
     pub async fn open(location: &str) -> Result<Store, StoreError> {
+        let store = Self::connect(location, false).await?;
+        if store.backend == Backend::Sqlite {
+            // WAL lets readers (status, query) run while workers write; it persists in the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&store.pool)
+                .await?;
+            SQLITE_MIGRATIONS.run(&store.pool).await?;
+        } else {
+            POSTGRES_MIGRATIONS.run(&store.pool).await?;
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store read-only (SQLite `mode=ro`, PostgreSQL read-only
+    /// transactions): every statement that would write fails with the database's error.
+    pub async fn open_read_only(location: &str) -> Result<Store, StoreError> {
+        Self::connect(location, true).await
+    }
+
+    async fn connect(location: &str, read_only: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend) =
             if location.starts_with("postgres://") || location.starts_with("postgresql://") {
@@ -147,7 +190,11 @@ impl Store {
                 if path.is_empty() {
                     return Err(StoreError::Location("empty database path".into()));
                 }
-                if path != ":memory:" {
+                if read_only {
+                    if !Path::new(path).exists() {
+                        return Err(StoreError::Location(format!("no database at {path}")));
+                    }
+                } else if path != ":memory:" {
                     if let Some(dir) = Path::new(path)
                         .parent()
                         .filter(|d| !d.as_os_str().is_empty())
@@ -157,7 +204,8 @@ impl Store {
                         })?;
                     }
                 }
-                (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
+                let mode = if read_only { "ro" } else { "rwc" };
+                (format!("sqlite://{path}?mode={mode}"), Backend::Sqlite)
             };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -165,25 +213,25 @@ impl Store {
             .acquire_timeout(Duration::from_secs(60))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
+                            if !read_only {
+                                conn.execute("PRAGMA foreign_keys = ON").await?;
+                                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            }
+                        }
+                        Backend::Postgres if read_only => {
+                            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                                .await?;
+                        }
+                        Backend::Postgres => {}
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        if backend == Backend::Sqlite {
-            // WAL lets readers (status, query) run while workers write; it persists in the file.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-            SQLITE_MIGRATIONS.run(&pool).await?;
-        } else {
-            POSTGRES_MIGRATIONS.run(&pool).await?;
-        }
         Ok(Store { pool, backend })
     }
 
@@ -461,6 +509,54 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(EventRow::from_row).collect()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Arbitrary queries (slaw query, export)
+    // ----------------------------------------------------------------------------------------
+
+    /// Runs `sql` (with `$n` text parameters) and returns every row, each value decoded as an
+    /// integer, a real, text, or NULL. Meant for read-only stores: it runs whatever it is given.
+    pub async fn query_table(
+        &self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<ResultTable, StoreError> {
+        use sqlx::Column;
+        let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+        for b in binds {
+            q = q.bind(b.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let columns: Vec<String> = match rows.first() {
+            Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
+            None => Vec::new(),
+        };
+        let mut out = ResultTable {
+            columns,
+            rows: Vec::with_capacity(rows.len()),
+        };
+        for r in &rows {
+            let mut row = Vec::with_capacity(out.columns.len());
+            for i in 0..out.columns.len() {
+                let v = if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                    v.map_or(Value::Null, Value::Int)
+                } else if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                    v.map_or(Value::Null, Value::Real)
+                } else if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                    v.map_or(Value::Null, Value::Text)
+                } else if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+                    v.map_or(Value::Null, |b| Value::Int(i64::from(b)))
+                } else if let Ok(v) = r.try_get::<Option<Vec<u8>>, _>(i) {
+                    v.map_or(Value::Null, |b| Value::Text(format!("<{} bytes>", b.len())))
+                } else {
+                    Value::Null
+                };
+                row.push(v);
+            }
+            out.rows.push(row);
+        }
+        Ok(out)
     }
 
     // ----------------------------------------------------------------------------------------

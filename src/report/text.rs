@@ -1,8 +1,9 @@
-//! Readable summaries of fitted laws (`slaw fit`), predictions (`slaw predict`) and back-tests.
+//! Text summaries of fitted laws (`slaw fit`), predictions (`slaw predict`) and back-tests,
+//! shared by the command line and the HTML report.
 
 use comfy_table::Table;
 
-use super::format::{lr, si, table};
+use super::units::{lr, si, table};
 use crate::analysis::laws::{FitReport, Method, Samples};
 use crate::analysis::observations::ParamsCount;
 use crate::analysis::predict::{Estimate, Prediction};
