@@ -1,6 +1,7 @@
 //! The `slaw` command line: clap definitions and the wiring of each command to the library.
 //! No logic lives here beyond argument handling, output formatting and exit codes.
 
+mod bench;
 mod format;
 mod progress;
 mod results;
@@ -87,6 +88,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time one model's training step (for docs/PERFORMANCE.md).
+    Bench(bench::BenchArgs),
     /// Counts by state, the best trial per model size, the slowest running trial.
     Status {
         #[command(flatten)]
@@ -109,9 +112,13 @@ struct RunArgs {
     /// cpu, cuda (every visible GPU), cuda:N or cuda:N,M.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Trials run at once (default: 1 on the CPU, one per GPU).
+    /// Trials run at once on the CPU (default 1).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Trials run at once on each GPU: a count, or auto (from an estimate of each trial's
+    /// memory); overrides the sweep's execution.per_device.
+    #[arg(long)]
+    per_device: Option<crate::spec::PerDevice>,
     /// A trial whose worker has not heartbeaten for this long is taken back.
     #[arg(long, default_value_t = 60.0)]
     lease_seconds: f64,
@@ -370,6 +377,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Query(args) => results::query(args).await,
         Command::Export(args) => results::export(args).await,
         Command::Show { db, key, json } => results::show(&db.db, &key, json).await,
+        Command::Bench(args) => bench::bench(args),
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
     }
 }
@@ -417,14 +425,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let (spec, yaml) = spec::load(&args.file)?;
     let devices = parse_devices(&args.device)?;
     sweep::preflight(&spec, &devices)?;
-    let jobs = args.jobs.unwrap_or(devices.len()).max(1);
-    let slots: Vec<ComputeDevice> = (0..jobs)
-        .map(|i| devices[i % devices.len()].clone())
-        .collect();
-    let threads_per_job = devices.contains(&ComputeDevice::Cpu).then(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / jobs).max(1)
-    });
+    let layout = crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device);
     let store = Store::open(&args.db.db)
         .await
         .with_context(|| format!("opening {}", args.db.db))?;
@@ -432,15 +433,18 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
     println!(
-        "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}; database {}",
+        "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}{}; database {}",
         spec.name,
         prepared.plan.trials.len(),
         prepared.sync.added,
         counts.completed,
         counts.claimable + counts.running,
         args.device,
-        jobs,
-        if jobs == 1 { "" } else { "s" },
+        layout.slots.len(),
+        if layout.slots.len() == 1 { "" } else { "s" },
+        layout
+            .per_device
+            .map_or(String::new(), |k| format!(" ({k} per GPU)")),
         args.db.db
     );
     if prepared.sync.retired > 0 {
@@ -456,8 +460,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         db: args.db.db.clone(),
         sweep_name: spec.name.clone(),
         sweep_id: prepared.sweep_id,
-        slots,
-        threads_per_job,
+        slots: layout.slots.clone(),
+        threads_per_job: layout.threads_per_job,
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         poll: Duration::from_millis(500),
@@ -511,7 +515,17 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         heartbeat_seconds: args.heartbeat_seconds,
         max_trials: args.max_trials,
         identity: crate::store::worker_identity(),
+        exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
     };
+    if matches!(device, ComputeDevice::Cuda(_)) {
+        let cache = autotune_cache_dir();
+        if !slaw_train::trainer::set_autotune_cache(&cache) && !args.quiet {
+            eprintln!(
+                "slaw: warning: could not use {} for the autotune cache",
+                cache.display()
+            );
+        }
+    }
     let quiet = args.quiet;
     let mut log = move |event: WorkerEvent| {
         if quiet {
@@ -569,6 +583,19 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where CUDA workers keep Burn's autotune results: `$SLAW_AUTOTUNE_CACHE`, else
+/// `$XDG_CACHE_HOME/slaw/autotune`, else `~/.cache/slaw/autotune`.
+fn autotune_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLAW_AUTOTUNE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("slaw").join("autotune")
 }
 
 /// The sweep named `name`, or the only sweep in the store.

@@ -2,7 +2,9 @@
 //! one worker process per job slot on this machine. Which trials are claimable is the store's
 //! business; this module only runs what it is given.
 
+pub mod bench;
 pub mod local;
+pub mod packing;
 pub mod worker;
 
 use slaw_train::ComputeDevice;

@@ -35,6 +35,9 @@ pub struct WorkerOptions {
     pub max_trials: Option<usize>,
     /// Identity written on claimed trials (`host:pid`).
     pub identity: String,
+    /// End after a failed trial, so that the next trial starts in a fresh process (a CUDA
+    /// error such as out-of-memory can leave the device context unusable).
+    pub exit_after_failure: bool,
 }
 
 /// What a worker reports as it goes.
@@ -157,6 +160,13 @@ pub async fn run_worker(
             }
         };
         let event = run_trial(store, opts, &claimed, data_path, &cache, stop.clone()).await?;
+        let failed = matches!(
+            &event,
+            WorkerEvent::Finished {
+                state: TrialState::Failed,
+                ..
+            }
+        );
         match &event {
             WorkerEvent::Finished { state, .. } => match state {
                 TrialState::Completed => report.completed += 1,
@@ -168,6 +178,9 @@ pub async fn run_worker(
             _ => {}
         }
         observer(event);
+        if failed && opts.exit_after_failure {
+            break;
+        }
     }
     Ok(report)
 }

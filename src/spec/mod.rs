@@ -83,6 +83,15 @@ struct SweepFile {
     eval: Option<EvalSection>,
     #[serde(default)]
     retries: Option<Retries>,
+    #[serde(default)]
+    execution: Option<ExecutionSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutionSection {
+    /// A count, or `auto`.
+    per_device: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -369,6 +378,38 @@ pub struct SweepSpec {
     pub eval: EvalConfig,
     /// Retry limits per final state.
     pub retries: Retries,
+    /// Trials run at once on each GPU.
+    #[serde(default)]
+    pub per_device: PerDevice,
+}
+
+/// How many trials share one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerDevice {
+    /// This many.
+    Count(u32),
+    /// As many as fit, from an estimate of each trial's memory.
+    Auto,
+}
+
+impl Default for PerDevice {
+    fn default() -> Self {
+        PerDevice::Count(1)
+    }
+}
+
+impl std::str::FromStr for PerDevice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(PerDevice::Auto);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(PerDevice::Count(n)),
+            _ => Err(format!("{s:?}: give a count of at least 1, or auto")),
+        }
+    }
 }
 
 /// Problems found during validation, before positions are attached.
@@ -579,6 +620,22 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         precision: t.precision.unwrap_or(Precision::F32),
         eval,
         retries: raw.retries.unwrap_or_default(),
+        per_device: resolve_per_device(raw.execution.as_ref(), f),
+    })
+}
+
+fn resolve_per_device(e: Option<&ExecutionSection>, f: &mut Findings) -> PerDevice {
+    let Some(v) = e.and_then(|e| e.per_device.as_ref()) else {
+        return PerDevice::default();
+    };
+    let text = match v {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s.clone(),
+        _ => String::from("?"),
+    };
+    text.parse().unwrap_or_else(|e: String| {
+        f.add("execution.per_device", e);
+        PerDevice::default()
     })
 }
 

@@ -47,6 +47,29 @@ impl std::fmt::Display for ComputeDevice {
 /// Whether this build can run on CUDA devices.
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
+/// Points CubeCL's autotune cache at `dir`, so that every trial and every run on this machine
+/// reuses the kernels tuned once per shape. Call before the first CUDA trial of the process;
+/// returns false when the configuration was already fixed (then CubeCL's default, the nearest
+/// `target/` directory or the user's cache directory, stays in use) or when built without CUDA.
+pub fn set_autotune_cache(dir: &std::path::Path) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        use burn::cubecl::config::cache::CacheConfig;
+        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+        if std::fs::create_dir_all(dir).is_err() {
+            return false;
+        }
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        config.autotune.cache = CacheConfig::File(dir.to_path_buf());
+        std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config)).is_ok()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// Errors that stop a trial before or outside training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -350,9 +373,10 @@ fn evaluate<B: Backend>(
     (loss / n as f64, correct as f64 / n as f64)
 }
 
-/// How often the training loss is read back: every step for short runs, at most every 50.
+/// How often the training loss is read back (each read waits for the device): every 10 to 50
+/// steps, about 100 times a trial.
 fn readback_interval(total_steps: u64) -> u64 {
-    (total_steps / 100).clamp(1, 50)
+    (total_steps / 100).clamp(10, 50)
 }
 
 fn train_on<B: AutodiffBackend>(
@@ -362,10 +386,17 @@ fn train_on<B: AutodiffBackend>(
     backend: String,
     reporter: &mut dyn Reporter,
 ) -> Outcome {
-    B::seed(device, config.seed);
     let classes = data.shape.classes;
     let features = data.shape.features();
-    let mut model = Model::<B>::init(&config.model, &data.shape, device);
+    // Burn's backends draw initial weights from one process-wide generator: seeding and
+    // initialising under a lock keeps a trial's initialisation its own when several trials
+    // share a process (tests, or future in-process workers).
+    let mut model = {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        B::seed(device, config.seed);
+        Model::<B>::init(&config.model, &data.shape, device)
+    };
     let mut optim = Optim::<B>::new(config);
 
     let n_train = data.train.len();
@@ -741,8 +772,9 @@ mod tests {
             train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
             rec.evals.iter().map(|e| e.val_loss).collect::<Vec<_>>()
         };
-        // Same initialisation and data order; the CPU backend's parallel reductions may sum in
-        // a different order, so the curves agree to float precision rather than bit for bit.
+        // Same initialisation and data order, even with other tests training in parallel; the
+        // CPU backend's parallel reductions may sum in a different order, so the curves agree
+        // to float precision rather than bit for bit.
         for (a, b) in run().iter().zip(run()) {
             assert!((a - b).abs() < 1e-6 * a.abs(), "{a} vs {b}");
         }

@@ -1,0 +1,95 @@
+//! `slaw bench`: the time per training step of one model (see `exec::bench`), as JSON for
+//! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use slaw_train::config::Precision;
+
+use crate::exec::bench::{step_time, BenchSpec};
+use crate::exec::parse_devices;
+
+/// What to time.
+#[derive(Debug, Args)]
+pub(super) struct BenchArgs {
+    /// Model family: vit or mlp.
+    #[arg(long, default_value = "vit")]
+    model: String,
+    /// Width (embedding or hidden).
+    #[arg(long)]
+    width: usize,
+    /// Depth (blocks or hidden layers).
+    #[arg(long)]
+    depth: usize,
+    /// Attention heads (ViT).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Patch side (ViT).
+    #[arg(long, default_value_t = 4)]
+    patch: usize,
+    /// Image side in pixels (one channel): tokens = (side / patch)².
+    #[arg(long, default_value_t = 32)]
+    image: usize,
+    /// Examples per step.
+    #[arg(long)]
+    batch: usize,
+    /// Steps to run.
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    /// Untimed steps first (kernel compilation, autotuning).
+    #[arg(long, default_value_t = 30)]
+    warmup: u64,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Peak FLOP/s of the device, for the MFU field (e.g. the measured bf16 matmul peak).
+    #[arg(long)]
+    peak_flops: Option<f64>,
+}
+
+pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let devices = parse_devices(&args.device)?;
+    let [device] = devices.as_slice() else {
+        bail!("bench one device at a time");
+    };
+    let precision = match args.precision.as_str() {
+        "f32" => Precision::F32,
+        "bf16" => Precision::Bf16,
+        other => bail!("--precision {other}: use f32 or bf16"),
+    };
+    let spec = BenchSpec {
+        family: args.model.clone(),
+        width: args.width,
+        depth: args.depth,
+        heads: args.heads,
+        patch: args.patch,
+        image: args.image,
+        batch: args.batch,
+        steps: args.steps,
+        warmup: args.warmup,
+        precision,
+    };
+    let r = step_time(&spec, device)?;
+    let mut v = serde_json::to_value(&r)?;
+    v["framework"] = "slaw (burn 0.21)".into();
+    v["device"] = device.to_string().into();
+    v["precision"] = args.precision.into();
+    v["model"] = args.model.into();
+    for (k, x) in [
+        ("width", args.width),
+        ("depth", args.depth),
+        ("heads", args.heads),
+        ("patch", args.patch),
+        ("image", args.image),
+        ("batch", args.batch),
+    ] {
+        v[k] = x.into();
+    }
+    v["mfu"] = args.peak_flops.map(|p| r.achieved_tflops * 1e12 / p).into();
+    println!("{}", serde_json::to_string(&v)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,185 @@
+//! Packing trials onto GPUs: an estimate of a trial's device memory from its parameter count,
+//! batch, sequence length and width, and how many such trials fit on one GPU at once.
+//!
+//! The estimate is deliberately generous (f32 everywhere, no memory reuse): packing one trial
+//! too few costs a little speed, one too many costs an out-of-memory failure.
+
+use slaw_train::config::{ModelConfig, Precision, TrialConfig};
+use slaw_train::cost::model_cost;
+use slaw_train::ComputeDevice;
+
+use crate::plan::expand;
+use crate::spec::{PerDevice, SweepSpec};
+
+/// Bytes a CUDA context and Burn's allocator pools take per process before any tensor.
+pub const PROCESS_OVERHEAD: u64 = 700 << 20;
+
+/// At most this many trials share a GPU (each worker also needs a CPU core to launch kernels).
+pub const MAX_PER_DEVICE: usize = 8;
+
+/// Estimated peak device memory of one trial, in bytes.
+pub fn trial_memory(config: &TrialConfig) -> u64 {
+    let shape = config.data.input_shape();
+    let cost = model_cost(&config.model, &shape);
+    let elem: u64 = match config.precision {
+        Precision::F32 => 4,
+        Precision::Bf16 => 2,
+    };
+    // Weights, gradients and AdamW's two moments.
+    let params = cost.params_total * (elem * 2 + 8);
+    let batch = config.batch_size as u64;
+    let activations = match &config.model {
+        ModelConfig::Mlp(m) => batch * m.width as u64 * m.depth as u64 * 4 * elem,
+        ModelConfig::Vit(v) => {
+            let t = cost.tokens_per_example;
+            let (d, l, h) = (v.width as u64, v.depth as u64, v.heads as u64);
+            // Per block: inputs of the norms, q/k/v, attention output and the MLP's 4·d hidden
+            // units and their activation (≈ 16·d per token), plus scores and softmax (2·h·t²).
+            batch * l * (16 * t * d + 3 * h * t * t) * elem
+        }
+    };
+    // The training and validation sets live on the device.
+    let examples = (config.data.train_examples() + config.data.validation_examples()) as u64;
+    let data = examples * (shape.features() + shape.classes) as u64 * 4;
+    PROCESS_OVERHEAD + params + activations + data
+}
+
+/// How many of the largest of `trials` fit on a GPU of `device_bytes`, keeping 15 % free,
+/// between 1 and [`MAX_PER_DEVICE`].
+pub fn per_device(trials: &[&TrialConfig], device_bytes: u64) -> usize {
+    let largest = trials
+        .iter()
+        .map(|c| trial_memory(c))
+        .max()
+        .unwrap_or(PROCESS_OVERHEAD);
+    let fit = (device_bytes as f64 * 0.85 / largest as f64).floor() as usize;
+    fit.clamp(1, MAX_PER_DEVICE)
+}
+
+/// Where a local run's workers go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// One device per worker process.
+    pub slots: Vec<ComputeDevice>,
+    /// Trials per GPU, when on GPUs.
+    pub per_device: Option<usize>,
+    /// CPU threads per worker, when on the CPU.
+    pub threads_per_job: Option<usize>,
+}
+
+/// The worker slots for `spec` on `devices`: on the CPU `jobs` workers (default 1) sharing the
+/// cores; on GPUs `per_device` workers per GPU (the sweep's `execution.per_device` unless
+/// overridden; `auto` from [`trial_memory`] and the smallest GPU), or `jobs` in all.
+pub fn layout(
+    spec: &SweepSpec,
+    devices: &[ComputeDevice],
+    jobs: Option<usize>,
+    per_device_override: Option<PerDevice>,
+) -> Layout {
+    if devices.is_empty() || devices.contains(&ComputeDevice::Cpu) {
+        let jobs = jobs.unwrap_or(1).max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Layout {
+            slots: vec![ComputeDevice::Cpu; jobs],
+            per_device: None,
+            threads_per_job: Some((cores / jobs).max(1)),
+        };
+    }
+    let k = match per_device_override.unwrap_or(spec.per_device) {
+        PerDevice::Count(k) => k as usize,
+        PerDevice::Auto => {
+            let plan = expand(spec);
+            let configs: Vec<&TrialConfig> = plan.trials.iter().map(|t| &t.config).collect();
+            let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
+            per_device(&configs, smallest)
+        }
+    };
+    let jobs = jobs.unwrap_or(devices.len() * k).max(1);
+    Layout {
+        slots: (0..jobs)
+            .map(|i| devices[i % devices.len()].clone())
+            .collect(),
+        per_device: Some(k),
+        threads_per_job: None,
+    }
+}
+
+/// Memory of each visible GPU in bytes (`nvidia-smi`), empty when none is visible.
+pub fn gpu_memory() -> Vec<u64> {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u64>().ok())
+                .map(|mib| mib << 20)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::expand;
+    use crate::spec::parse;
+
+    const SWEEP: &str = "\
+name: p
+data: {dataset: fashion-mnist, validation: 2000}
+model:
+  family: vit
+  patch: 4
+  heads: 4
+  sizes: [{name: s, width: 64, depth: 2}, {name: l, width: 1024, depth: 24}]
+train:
+  epochs: [1]
+  lr: {values: [0.001]}
+  batch_size: 256
+";
+
+    #[test]
+    fn bigger_models_need_more_memory_and_pack_fewer() {
+        let plan = expand(&parse(SWEEP, "p.yaml").unwrap());
+        let small = &plan.trials[0].config;
+        let large = &plan.trials[1].config;
+        let (ms, ml) = (trial_memory(small), trial_memory(large));
+        assert!(
+            ms > PROCESS_OVERHEAD && ml > 4 * (ms - PROCESS_OVERHEAD),
+            "{ms} {ml}"
+        );
+        let h100 = 80u64 << 30;
+        assert_eq!(per_device(&[small], h100), MAX_PER_DEVICE);
+        let k = per_device(&[small, large], h100);
+        assert!((1..MAX_PER_DEVICE).contains(&k), "{k}");
+        assert_eq!(
+            per_device(&[large], 1 << 30),
+            1,
+            "at least one, even if it cannot fit"
+        );
+    }
+
+    #[test]
+    fn layouts() {
+        let spec = parse(SWEEP, "p.yaml").unwrap();
+        let cpu = layout(&spec, &[ComputeDevice::Cpu], Some(2), None);
+        assert_eq!(cpu.slots, vec![ComputeDevice::Cpu; 2]);
+        assert!(cpu.threads_per_job.is_some());
+        let gpus = [ComputeDevice::Cuda(0), ComputeDevice::Cuda(2)];
+        let two = layout(&spec, &gpus, None, Some(PerDevice::Count(3)));
+        assert_eq!(two.slots.len(), 6);
+        assert_eq!(
+            two.slots
+                .iter()
+                .filter(|d| **d == ComputeDevice::Cuda(2))
+                .count(),
+            3
+        );
+        assert_eq!(two.per_device, Some(3));
+        let one_each = layout(&spec, &gpus, None, None);
+        assert_eq!(one_each.slots, gpus.to_vec());
+    }
+}
