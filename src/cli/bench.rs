@@ -73,6 +73,9 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         precision,
     };
+    if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
+        slaw_train::trainer::set_kernel_cache(&super::kernel_cache_dir());
+    }
     let r = step_time(&spec, device)?;
     let mut v = serde_json::to_value(&r)?;
     v["framework"] = "slaw (burn 0.21)".into();

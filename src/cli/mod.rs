@@ -518,10 +518,10 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
     };
     if matches!(device, ComputeDevice::Cuda(_)) {
-        let cache = autotune_cache_dir();
-        if !slaw_train::trainer::set_autotune_cache(&cache) && !args.quiet {
+        let cache = kernel_cache_dir();
+        if !slaw_train::trainer::set_kernel_cache(&cache) && !args.quiet {
             eprintln!(
-                "slaw: warning: could not use {} for the autotune cache",
+                "slaw: warning: could not use {} for the kernel caches",
                 cache.display()
             );
         }
@@ -585,17 +585,17 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where CUDA workers keep Burn's autotune results: `$SLAW_AUTOTUNE_CACHE`, else
-/// `$XDG_CACHE_HOME/slaw/autotune`, else `~/.cache/slaw/autotune`.
-fn autotune_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SLAW_AUTOTUNE_CACHE") {
+/// Where CUDA workers keep Burn's autotune results and compiled kernels:
+/// `$SLAW_KERNEL_CACHE`, else `$XDG_CACHE_HOME/slaw`, else `~/.cache/slaw`.
+fn kernel_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLAW_KERNEL_CACHE") {
         return PathBuf::from(dir);
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("slaw").join("autotune")
+    base.join("slaw")
 }
 
 /// The sweep named `name`, or the only sweep in the store.

@@ -47,20 +47,24 @@ impl std::fmt::Display for ComputeDevice {
 /// Whether this build can run on CUDA devices.
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
-/// Points CubeCL's autotune cache at `dir`, so that every trial and every run on this machine
-/// reuses the kernels tuned once per shape. Call before the first CUDA trial of the process;
-/// returns false when the configuration was already fixed (then CubeCL's default, the nearest
-/// `target/` directory or the user's cache directory, stays in use) or when built without CUDA.
-pub fn set_autotune_cache(dir: &std::path::Path) -> bool {
+/// Points CubeCL's autotune cache at `dir/autotune` and its compiled-kernel (PTX) cache at
+/// `dir/ptx`, so that every trial, worker process and run on this machine reuses the kernels
+/// tuned and compiled once per shape. Call before the first CUDA trial of the process; returns
+/// false when the configuration was already fixed (then CubeCL's defaults stay in use: the
+/// nearest `target/` or the user's cache directory for autotune, no PTX cache) or when built
+/// without CUDA.
+pub fn set_kernel_cache(dir: &std::path::Path) -> bool {
     #[cfg(feature = "cuda")]
     {
         use burn::cubecl::config::cache::CacheConfig;
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-        if std::fs::create_dir_all(dir).is_err() {
+        let (autotune, ptx) = (dir.join("autotune"), dir.join("ptx"));
+        if std::fs::create_dir_all(&autotune).is_err() || std::fs::create_dir_all(&ptx).is_err() {
             return false;
         }
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-        config.autotune.cache = CacheConfig::File(dir.to_path_buf());
+        config.autotune.cache = CacheConfig::File(autotune);
+        config.compilation.cache = Some(CacheConfig::File(ptx));
         std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config)).is_ok()
     }
     #[cfg(not(feature = "cuda"))]

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The GPU measurements of docs/PERFORMANCE.md, run on the lent GPU machine through the `device`
+# tool. Builds nothing: it expects the CUDA build of slaw, xz-compressed, at gpu/slaw-cuda.xz:
+#   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
+#   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda PART is one of: step, large, cpu, sweep, checks, all. Results (JSON lines)
+# go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
+set -uo pipefail
+part="${1:-all}"
+OUT="${OUT:-/tmp/slaw-bench}"
+if [ -z "${SLAW:-}" ]; then
+    # The CUDA binary travels xz-compressed (the device tool carries at most 64 MiB).
+    [ -x /tmp/slaw-cuda ] || { xz -dc gpu/slaw-cuda.xz > /tmp/slaw-cuda && chmod +x /tmp/slaw-cuda; }
+    SLAW=/tmp/slaw-cuda
+fi
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export SLAW_KERNEL_CACHE="${SLAW_KERNEL_CACHE:-/tmp/slaw-kernels}"
+export PYTHONUNBUFFERED=1
+log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+log "machine"
+"$SLAW" --version
+timeout 120 "$SLAW" bench --model vit --width 32 --depth 1 --heads 2 --image 16 --batch 32 \
+    --steps 60 --warmup 20 --device cuda:0 | tee "$OUT/smoke.json" || echo "SMOKE TEST FAILED"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
+if [ ! -s "$OUT/peak.json" ]; then python3 bench/matmul_peak.py | tee "$OUT/peak.json"; fi
+peak=$(python3 -c "import json;print(json.load(open('$OUT/peak.json'))['bf16_matmul_tflops']*1e12)")
+
+step() { # NAME STEPS WARMUP ARGS...: one config through slaw (f32, bf16) and torch (3 modes)
+    local name=$1 steps=$2 warm=$3; shift 3
+    for p in f32 bf16; do
+        timeout 300 "$SLAW" bench "$@" --steps "$steps" --warmup "$warm" --device cuda:0 \
+            --precision "$p" --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
+    done
+    for m in f32 bf16 bf16-compile; do
+        timeout 300 python3 bench/torch_step.py "$@" --steps "$steps" --warmup "$warm" --mode "$m" \
+            --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
+    done
+}
+
+if [ "$part" = step ] || [ "$part" = all ]; then
+    log "per step: DESIGN.md's small and medium configs"
+    step small 300 50 --width 128 --depth 4 --heads 4 --image 32 --patch 4 --batch 256
+    step medium 200 40 --width 384 --depth 6 --heads 6 --image 32 --patch 4 --batch 256
+fi
+
+if [ "$part" = large ] || [ "$part" = all ]; then
+    log "per step: the large config"
+    step large 60 20 --width 1024 --depth 12 --heads 16 --image 64 --patch 4 --batch 128
+fi
+
+if [ "$part" = cpu ] || [ "$part" = all ]; then
+    log "CPU: the quickstart's largest model on 2 cores, slaw (ndarray) and torch"
+    taskset -c 0,1 env RAYON_NUM_THREADS=2 "$SLAW" bench --model mlp --width 1024 --depth 2 \
+        --image 28 --batch 128 --steps 150 --warmup 30 --device cpu \
+        | sed 's/^{/{"config":"cpu-mlp1024",/' | tee -a "$OUT/cpu.jsonl"
+    taskset -c 0,1 python3 bench/torch_step.py --model mlp --width 1024 --depth 2 --image 28 \
+        --batch 128 --steps 150 --warmup 30 --device cpu --threads 2 \
+        | sed 's/^{/{"config":"cpu-mlp1024",/' | tee -a "$OUT/cpu.jsonl"
+fi
+
+if [ "$part" = sweep ] || [ "$part" = all ]; then
+    log "sweep: 24 trials, slaw packed on one GPU"
+    rm -f /tmp/bench-sweep.db*
+    start=$(date +%s.%N)
+    "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db --device cuda:0 --no-progress --no-fit \
+        > "$OUT/slaw-sweep.log" 2>&1
+    rc=$?
+    end=$(date +%s.%N)
+    tail -15 "$OUT/slaw-sweep.log"
+    python3 - "$start" "$end" "$rc" <<'PY' | tee "$OUT/slaw-sweep.json"
+import json, sqlite3, sys
+start, end, rc = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+db = sqlite3.connect("/tmp/bench-sweep.db")
+rows = db.execute("select key, size_name, epochs, lr, state, final_val_loss, wall_seconds, "
+                  "(select count(*) from metrics m where m.trial_id = t.id) from trials t").fetchall()
+print(json.dumps({"framework": "slaw", "rc": rc, "wall_seconds": end - start, "trials": len(rows),
+                  "completed": sum(r[4] == "completed" for r in rows),
+                  "with_curves": sum(r[7] > 0 for r in rows),
+                  "results": [dict(zip(["key", "size", "epochs", "lr", "state", "val_loss", "seconds", "points"], r)) for r in rows]}))
+PY
+    log "sweep: the same 24 trials, sequential PyTorch loop"
+    "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
+    python3 bench/torch_sweep.py /tmp/plan.json --device cuda 2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
+fi
+
+if [ "$part" = checks ] || [ "$part" = all ]; then
+    log "an oversized trial fails alone"
+    rm -f /tmp/oom.db*
+    "$SLAW" run bench/oom.yaml --db /tmp/oom.db --device cuda:0 --no-progress --no-fit > "$OUT/oom.log" 2>&1
+    echo "slaw run exit code $?"
+    sqlite3 /tmp/oom.db "select size_name, lr, state, substr(error, 1, 160) from trials order by size_name" 2>/dev/null \
+        || python3 -c "import sqlite3;[print(r) for r in sqlite3.connect('/tmp/oom.db').execute('select size_name, lr, state, substr(error,1,160) from trials order by size_name')]"
+    log "bf16 trains to a loss close to f32"
+    rm -f /tmp/bf16.db*
+    sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
+    "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
+    "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    python3 - <<'PY' | tee "$OUT/bf16.json"
+import json, sqlite3
+db = sqlite3.connect("/tmp/bf16.db")
+rows = db.execute("select s.name, t.seed, t.final_val_loss, t.wall_seconds from trials t join sweeps s on s.id = t.sweep_id where t.state = 'completed'").fetchall()
+f32 = {r[1]: r[2] for r in rows if r[0] == "bench-f32"}
+bf16 = {r[1]: r[2] for r in rows if r[0] == "bench-bf16"}
+gaps = {s: abs(bf16[s] - f32[s]) / f32[s] for s in f32 if s in bf16}
+ok = len(gaps) == 2 and all(g < 0.03 for g in gaps.values())
+print(json.dumps({"f32": f32, "bf16": bf16, "relative_gap": gaps, "within_3_percent": ok, "rows": rows}))
+PY
+    log "kernel caches (autotune, PTX)"
+    find "$SLAW_KERNEL_CACHE" -maxdepth 2 | head; du -sh "$SLAW_KERNEL_CACHE"/* 2>/dev/null
+fi
+
+log "summary"
+python3 bench/summarize.py "$OUT"
