@@ -20,8 +20,10 @@ log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 log "machine"
 "$SLAW" --version
-timeout 120 "$SLAW" bench --model vit --width 32 --depth 1 --heads 2 --image 16 --batch 32 \
-    --steps 60 --warmup 20 --device cuda:0 | tee "$OUT/smoke.json" || echo "SMOKE TEST FAILED"
+if [ -z "${SKIP_SMOKE:-}" ]; then
+    timeout 300 "$SLAW" bench --model vit --width 32 --depth 1 --heads 2 --image 16 --batch 32 \
+        --steps 60 --warmup 20 --device cuda:0 | tee "$OUT/smoke.json" || echo "SMOKE TEST FAILED"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 if [ ! -s "$OUT/peak.json" ]; then python3 bench/matmul_peak.py | tee "$OUT/peak.json"; fi
@@ -64,8 +66,8 @@ if [ "$part" = sweep ] || [ "$part" = all ]; then
     log "sweep: 24 trials, slaw packed on one GPU"
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
-    "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db --device cuda:0 --no-progress --no-fit \
-        > "$OUT/slaw-sweep.log" 2>&1
+    timeout "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
+        --device cuda:0 --no-progress --no-fit > "$OUT/slaw-sweep.log" 2>&1
     rc=$?
     end=$(date +%s.%N)
     tail -15 "$OUT/slaw-sweep.log"
@@ -82,7 +84,8 @@ print(json.dumps({"framework": "slaw", "rc": rc, "wall_seconds": end - start, "t
 PY
     log "sweep: the same 24 trials, sequential PyTorch loop"
     "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
-    python3 bench/torch_sweep.py /tmp/plan.json --device cuda 2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
+    timeout "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
+        2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
 fi
 
 if [ "$part" = checks ] || [ "$part" = all ]; then
