@@ -518,6 +518,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
     };
     if matches!(device, ComputeDevice::Cuda(_)) {
+        crate::exec::worker::install_device_panic_hook();
         let cache = kernel_cache_dir();
         if !slaw_train::trainer::set_kernel_cache(&cache) && !args.quiet {
             eprintln!(
@@ -542,9 +543,16 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         }
         println!("{}", format::worker_event(&event));
     };
-    let report = run_worker(&store, &options, stop.clone(), &mut log)
-        .await
-        .map_err(|e: ExecError| anyhow::anyhow!(e))?;
+    let report = match run_worker(&store, &options, stop.clone(), &mut log).await {
+        Ok(r) => r,
+        Err(ExecError::DeviceFailed(e)) => {
+            // The trial is recorded; a training thread may be stuck on the dead device, so
+            // end the process now (the executor starts a fresh worker).
+            eprintln!("slaw worker: {e}; trial recorded as failed, worker exits");
+            std::process::exit(3);
+        }
+        Err(e) => return Err(anyhow::anyhow!(e)),
+    };
     store.close().await;
     if !quiet {
         println!(

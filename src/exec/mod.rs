@@ -26,6 +26,10 @@ pub enum ExecError {
     /// A device list could not be understood or used.
     #[error("{0}")]
     Device(String),
+    /// The GPU failed for this process (out of memory in a device thread): the trial was
+    /// recorded as failed and the process must end.
+    #[error("{0}")]
+    DeviceFailed(String),
 }
 
 /// Parses `cpu`, `cuda` (every visible GPU), `cuda:N` or `cuda:0,2`.

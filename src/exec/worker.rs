@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use slaw_train::data::{self, Dataset};
@@ -75,6 +75,45 @@ pub enum WorkerEvent {
     },
 }
 
+/// The first panic of a device thread of this process (CubeCL runs each GPU's work on threads
+/// of its own: an out-of-memory error there never reaches the training thread, which may then
+/// wait forever). Set by the panic hook of [`install_device_panic_hook`].
+pub static DEVICE_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Name of the thread that trains; panics of other threads are device errors.
+const TRAINER_THREAD: &str = "slaw-trainer";
+
+/// Records the first panic of a thread other than the main and training threads in
+/// [`DEVICE_ERROR`] (and prints it once; repeats are not printed).
+pub fn install_device_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        if name == "main" || name == TRAINER_THREAD {
+            default(info);
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a device thread panicked".into());
+        if DEVICE_ERROR.set(format!("{msg} (thread {name})")).is_ok() {
+            default(info);
+        }
+    }));
+}
+
+/// A readable error for a device failure (out-of-memory said plainly).
+fn device_error_text(e: &str) -> String {
+    if e.contains("allocate") || e.to_ascii_lowercase().contains("out of memory") {
+        format!("CUDA out of memory: {e}")
+    } else {
+        format!("device error: {e}")
+    }
+}
+
 /// Trials a worker ran, by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerReport {
@@ -114,7 +153,9 @@ impl Reporter for ChannelReporter {
         let _ = self.tx.send(Message::Evaluated(e.clone()));
     }
     fn should_stop(&mut self) -> bool {
-        self.stop_trial.load(Ordering::Relaxed) || self.stop_all.load(Ordering::Relaxed)
+        self.stop_trial.load(Ordering::Relaxed)
+            || self.stop_all.load(Ordering::Relaxed)
+            || DEVICE_ERROR.get().is_some()
     }
 }
 
@@ -220,6 +261,25 @@ fn load_data(
     Ok(loaded)
 }
 
+/// On a GPU, refuses a trial whose estimated memory exceeds the device's by more than a
+/// quarter: it would fail anyway, and on the way exhaust the memory of every trial sharing
+/// the GPU. The estimate is generous, hence the margin.
+fn memory_preflight(device: &ComputeDevice, config: &slaw_train::TrialConfig) -> Option<String> {
+    let ComputeDevice::Cuda(index) = device else {
+        return None;
+    };
+    let available = *super::packing::gpu_memory().get(*index)?;
+    let needed = super::packing::trial_memory(config);
+    (needed as f64 > 1.25 * available as f64).then(|| {
+        format!(
+            "CUDA out of memory: the trial needs about {:.1} GiB (weights, gradients, optimiser \
+             state, activations), more than the {:.1} GiB of {device}; not started",
+            needed as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        )
+    })
+}
+
 /// What the training thread hands back.
 enum ThreadResult {
     Trained(Outcome),
@@ -234,6 +294,27 @@ async fn run_trial(
     cache: &DataCache,
     stop_all: Arc<AtomicBool>,
 ) -> Result<WorkerEvent, ExecError> {
+    if let Some(error) = memory_preflight(&opts.device, &claimed.config) {
+        let finish = Finish {
+            error: Some(error.clone()),
+            ..Finish::default()
+        };
+        if !store
+            .finish(claimed, &opts.identity, TrialState::Failed, &finish, false)
+            .await?
+        {
+            return Ok(WorkerEvent::LeaseLost {
+                key: claimed.key.clone(),
+            });
+        }
+        return Ok(WorkerEvent::Finished {
+            key: claimed.key.clone(),
+            state: TrialState::Failed,
+            val_loss: None,
+            wall_seconds: 0.0,
+            error: Some(error),
+        });
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stop_trial = Arc::new(AtomicBool::new(false));
     let mut reporter = ChannelReporter {
@@ -244,19 +325,21 @@ async fn run_trial(
     let config = claimed.config.clone();
     let device = opts.device.clone();
     let cache = cache.clone();
-    let thread = std::thread::spawn(move || {
-        let data = match load_data(&cache, &config.data, data_path.as_deref()) {
-            Ok(d) => d,
-            Err(e) => return ThreadResult::Failed(e),
-        };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            train(&config, &data, &device, &mut reporter)
-        })) {
-            Ok(Ok(outcome)) => ThreadResult::Trained(outcome),
-            Ok(Err(e)) => ThreadResult::Failed(e.to_string()),
-            Err(payload) => ThreadResult::Failed(format!("panic: {}", panic_text(payload))),
-        }
-    });
+    let thread = std::thread::Builder::new()
+        .name(TRAINER_THREAD.into())
+        .spawn(move || {
+            let data = match load_data(&cache, &config.data, data_path.as_deref()) {
+                Ok(d) => d,
+                Err(e) => return ThreadResult::Failed(e),
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                train(&config, &data, &device, &mut reporter)
+            })) {
+                Ok(Ok(outcome)) => ThreadResult::Trained(outcome),
+                Ok(Err(e)) => ThreadResult::Failed(e.to_string()),
+                Err(payload) => ThreadResult::Failed(format!("panic: {}", panic_text(payload))),
+            }
+        })?;
 
     let worker = opts.identity.as_str();
     let mut beat = tokio::time::interval(Duration::from_secs_f64(opts.heartbeat_seconds.max(0.05)));
@@ -296,6 +379,18 @@ async fn run_trial(
                 }
             }
             _ = beat.tick() => {
+                if let Some(e) = DEVICE_ERROR.get() {
+                    // The device is gone for this process: record the trial, leave the
+                    // training thread behind (it may never return) and let the caller end
+                    // the process; the executor starts a fresh worker.
+                    let finish = Finish {
+                        step,
+                        error: Some(device_error_text(e)),
+                        ..Finish::default()
+                    };
+                    store.finish(claimed, worker, TrialState::Failed, &finish, false).await?;
+                    return Err(ExecError::DeviceFailed(device_error_text(e)));
+                }
                 match store.heartbeat(claimed, worker, step, loss).await {
                     Ok(true) => {}
                     Ok(false) => lost = true,
@@ -313,6 +408,17 @@ async fn run_trial(
         .unwrap_or_else(|p| ThreadResult::Failed(format!("panic: {}", panic_text(p))));
     if let Some(e) = db_error {
         return Err(e);
+    }
+    if let Some(e) = DEVICE_ERROR.get() {
+        let finish = Finish {
+            step,
+            error: Some(device_error_text(e)),
+            ..Finish::default()
+        };
+        store
+            .finish(claimed, worker, TrialState::Failed, &finish, false)
+            .await?;
+        return Err(ExecError::DeviceFailed(device_error_text(e)));
     }
     if lost {
         return Ok(WorkerEvent::LeaseLost {
