@@ -91,15 +91,15 @@ fi
 if [ "$part" = checks ] || [ "$part" = all ]; then
     log "an oversized trial fails alone"
     rm -f /tmp/oom.db*
-    "$SLAW" run bench/oom.yaml --db /tmp/oom.db --device cuda:0 --no-progress --no-fit > "$OUT/oom.log" 2>&1
+    timeout "${OOM_TIMEOUT:-240}" "$SLAW" run bench/oom.yaml --db /tmp/oom.db --device cuda:0 --no-progress --no-fit > "$OUT/oom.log" 2>&1
     echo "slaw run exit code $?"
     sqlite3 /tmp/oom.db "select size_name, lr, state, substr(error, 1, 160) from trials order by size_name" 2>/dev/null \
         || python3 -c "import sqlite3;[print(r) for r in sqlite3.connect('/tmp/oom.db').execute('select size_name, lr, state, substr(error,1,160) from trials order by size_name')]"
     log "bf16 trains to a loss close to f32"
     rm -f /tmp/bf16.db*
     sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
-    "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
-    "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    timeout "${BF16_TIMEOUT:-240}" "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
+    timeout "${BF16_TIMEOUT:-240}" "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
     python3 - <<'PY' | tee "$OUT/bf16.json"
 import json, sqlite3
 db = sqlite3.connect("/tmp/bf16.db")
