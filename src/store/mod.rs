@@ -8,6 +8,8 @@
 //! claimed it, so a worker that lost its lease cannot overwrite a newer attempt.
 
 mod rows;
+#[doc(hidden)]
+pub mod scratch;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,13 +17,14 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
 use crate::plan::TrialSpec;
 use crate::spec::SweepSpec;
 
 pub use rows::{
-    Claimed, EventRow, FitRow, MetricRow, NewFit, StateCounts, SweepRow, TrialRow, TrialState,
+    Claimed, EventRow, FitRow, MetricRow, NewFit, NewSlurmJob, SlurmJobRow, StateCounts, SweepRow,
+    TrialRow, TrialState,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -95,10 +98,22 @@ fn finite(v: Option<f64>) -> Option<f64> {
 }
 
 /// A connection pool to the result database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL connected to (may hold a password: never printed).
+    url: String,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `sync_trials` changed.
@@ -129,6 +144,19 @@ pub struct Finish {
     pub wall_seconds: f64,
     /// Error text (failed trials) or a note (diverged, interrupted).
     pub error: Option<String>,
+}
+
+/// A running trial as the reaper sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    /// Trial id.
+    pub trial_id: i64,
+    /// The worker identity that holds it.
+    pub worker: String,
+    /// The Slurm array task of that worker (`JOBID_TASK`), if any.
+    pub slurm_job: Option<String>,
+    /// When it was claimed, Unix seconds.
+    pub claimed_at: Option<f64>,
 }
 
 /// A trial the reaper returned to the claimable states.
@@ -208,6 +236,7 @@ impl Store {
                 (format!("sqlite://{path}?mode={mode}"), Backend::Sqlite)
             };
         let options = AnyConnectOptions::from_str(&url)?;
+        let url_for_store = url.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(60))
@@ -232,7 +261,12 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: url_for_store,
+            read_only,
+        })
     }
 
     /// The database behind the store.
@@ -517,12 +551,20 @@ impl Store {
 
     /// Runs `sql` (with `$n` text parameters) and returns every row, each value decoded as an
     /// integer, a real, text, or NULL. Meant for read-only stores: it runs whatever it is given.
+    ///
+    /// On PostgreSQL a query without parameters goes through the simple-query protocol on a
+    /// native connection, whose values arrive as text: every type of the user's SQL can then be
+    /// shown (`numeric` from `sum(bigint)` or `round`, timestamps, booleans, json), where the
+    /// `Any` driver refuses `numeric` and the types it does not know.
     pub async fn query_table(
         &self,
         sql: &str,
         binds: &[String],
     ) -> Result<ResultTable, StoreError> {
         use sqlx::Column;
+        if self.backend == Backend::Postgres && binds.is_empty() {
+            return self.pg_query_text(sql).await;
+        }
         let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
         for b in binds {
             q = q.bind(b.clone());
@@ -553,6 +595,47 @@ impl Store {
                     Value::Null
                 };
                 row.push(v);
+            }
+            out.rows.push(row);
+        }
+        Ok(out)
+    }
+
+    async fn pg_query_text(&self, sql: &str) -> Result<ResultTable, StoreError> {
+        use sqlx::postgres::PgConnection;
+        use sqlx::{Column, TypeInfo, ValueRef};
+        let mut conn = PgConnection::connect(&self.url).await?;
+        if self.read_only {
+            sqlx::raw_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .execute(&mut conn)
+                .await?;
+        }
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .fetch_all(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        let rows = rows?;
+        let columns: Vec<String> = match rows.first() {
+            Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
+            None => Vec::new(),
+        };
+        let mut out = ResultTable {
+            columns,
+            rows: Vec::with_capacity(rows.len()),
+        };
+        for r in &rows {
+            let mut row = Vec::with_capacity(out.columns.len());
+            for i in 0..out.columns.len() {
+                let raw = r.try_get_raw(i)?;
+                if raw.is_null() {
+                    row.push(Value::Null);
+                    continue;
+                }
+                let kind = raw.type_info().name().to_ascii_uppercase();
+                let text = raw
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?;
+                row.push(pg_text_value(&kind, text));
             }
             out.rows.push(row);
         }
@@ -615,6 +698,54 @@ impl Store {
     }
 
     // ----------------------------------------------------------------------------------------
+    // Slurm jobs
+    // ----------------------------------------------------------------------------------------
+
+    /// Records a submitted job array; returns its row id.
+    pub async fn add_slurm_job(&self, job: &NewSlurmJob) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO slurm_jobs (sweep_id, job_id, tasks, max_parallel, trials_per_task, \
+                                     script, submitted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(job.sweep_id)
+        .bind(&job.job_id)
+        .bind(job.tasks as i64)
+        .bind(job.max_parallel.map(|m| m as i64))
+        .bind(job.trials_per_task as i64)
+        .bind(&job.script)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Marks a recorded job array `ended` or `cancelled` (once: a later call changes nothing).
+    pub async fn end_slurm_job(&self, id: i64, cancelled: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE slurm_jobs SET state = $2, ended_at = $3 WHERE id = $1 AND state = 'submitted'",
+        )
+        .bind(id)
+        .bind(if cancelled { "cancelled" } else { "ended" })
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The job arrays submitted for a sweep, oldest first.
+    pub async fn slurm_jobs(&self, sweep_id: i64) -> Result<Vec<SlurmJobRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM slurm_jobs WHERE sweep_id = $1 ORDER BY id",
+            SlurmJobRow::COLUMNS
+        )))
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SlurmJobRow::from_row).collect()
+    }
+
+    // ----------------------------------------------------------------------------------------
     // Claiming and leasing
     // ----------------------------------------------------------------------------------------
 
@@ -627,9 +758,27 @@ impl Store {
         lease_seconds: f64,
         host: &str,
     ) -> Result<Vec<Reaped>, StoreError> {
+        self.reap_with(sweep_id, lease_seconds, host, &|_| None)
+            .await
+    }
+
+    /// [`Store::reap`], and also every running trial for which `gone` gives a reason (the
+    /// Slurm executor's: the array task of its worker has left the queue).
+    ///
+    /// The trial becomes `interrupted` with its attempt counted: it is claimable again while
+    /// the sweep's `retries.interrupted` allows, exactly like a pending trial. Each trial is
+    /// taken back by one conditional `UPDATE` fenced by worker and attempt, so that several
+    /// reapers (every worker reaps before it claims) take it back once.
+    pub async fn reap_with(
+        &self,
+        sweep_id: i64,
+        lease_seconds: f64,
+        host: &str,
+        gone: &(dyn Fn(&Holder) -> Option<String> + Sync),
+    ) -> Result<Vec<Reaped>, StoreError> {
         let t = now();
         let rows = sqlx::query(
-            "SELECT id, attempts, worker, heartbeat_at FROM trials \
+            "SELECT id, attempts, worker, heartbeat_at, claimed_at, slurm_job FROM trials \
              WHERE ($1 < 0 OR sweep_id = $1) AND state = 'running'",
         )
         .bind(sweep_id)
@@ -642,15 +791,21 @@ impl Store {
             let worker: Option<String> = r.try_get("worker")?;
             let heartbeat: Option<f64> = r.try_get("heartbeat_at")?;
             let worker = worker.unwrap_or_default();
+            let holder = Holder {
+                trial_id: id,
+                worker: worker.clone(),
+                slurm_job: r.try_get("slurm_job")?,
+                claimed_at: r.try_get("claimed_at")?,
+            };
             let reason = if heartbeat.is_none_or(|h| t - h > lease_seconds) {
                 Some(format!(
-                    "lease expired: no heartbeat from {worker} for {:.0} s (lease {lease_seconds:.0} s)",
+                    "lease expired: no heartbeat from {worker} for {:.1} s (lease {lease_seconds:.0} s)",
                     heartbeat.map_or(f64::INFINITY, |h| t - h)
                 ))
             } else if local_process_is_gone(&worker, host) {
                 Some(format!("worker {worker} is no longer running"))
             } else {
-                None
+                gone(&holder)
             };
             let Some(reason) = reason else { continue };
             let done = sqlx::query(
@@ -686,6 +841,23 @@ impl Store {
         worker: &str,
         device: &str,
     ) -> Result<Option<Claimed>, StoreError> {
+        self.claim_in_job(sweep_id, worker, device, None).await
+    }
+
+    /// [`Store::claim`] by a worker that runs in the Slurm array task `slurm_job`
+    /// (`JOBID_TASK`), which is recorded on the trial.
+    ///
+    /// One statement: an `UPDATE` of the row that a sub-select picks (the next eligible trial,
+    /// largest compute first). SQLite runs it under its database write lock; PostgreSQL locks
+    /// the picked row with `FOR UPDATE SKIP LOCKED`, so that concurrent claimers pass over rows
+    /// another claimer is taking instead of queueing behind it.
+    pub async fn claim_in_job(
+        &self,
+        sweep_id: i64,
+        worker: &str,
+        device: &str,
+        slurm_job: Option<&str>,
+    ) -> Result<Option<Claimed>, StoreError> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
@@ -694,7 +866,7 @@ impl Store {
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE trials SET state = 'running', attempts = attempts + 1, worker = $2, device = $3, \
                  claimed_at = $4, heartbeat_at = $4, started_at = NULL, finished_at = NULL, \
-                 error = NULL, progress_step = 0, progress_loss = NULL \
+                 error = NULL, progress_step = 0, progress_loss = NULL, slurm_job = $5 \
              WHERE id = (SELECT t.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
                          WHERE ($1 < 0 OR t.sweep_id = $1) AND t.active = 1 AND {} \
                          ORDER BY t.priority, t.id LIMIT 1 {lock}) \
@@ -705,6 +877,7 @@ impl Store {
         .bind(worker)
         .bind(device)
         .bind(t)
+        .bind(slurm_job)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -881,6 +1054,25 @@ impl Store {
     }
 }
 
+/// A PostgreSQL value in text format as slaw's [`Value`]: integers and booleans as integers,
+/// floating-point and `numeric` values as reals, everything else as its text.
+fn pg_text_value(kind: &str, text: &str) -> Value {
+    match kind {
+        "INT2" | "INT4" | "INT8" | "OID" => text
+            .parse()
+            .map_or_else(|_| Value::Text(text.to_string()), Value::Int),
+        "FLOAT4" | "FLOAT8" | "NUMERIC" => match text {
+            "Infinity" => Value::Real(f64::INFINITY),
+            "-Infinity" => Value::Real(f64::NEG_INFINITY),
+            _ => text
+                .parse()
+                .map_or_else(|_| Value::Text(text.to_string()), Value::Real),
+        },
+        "BOOL" => Value::Int(i64::from(text == "t")),
+        _ => Value::Text(text.to_string()),
+    }
+}
+
 async fn insert_trial(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     sweep_id: i64,
@@ -919,13 +1111,33 @@ async fn insert_trial(
     Ok(())
 }
 
-/// `host:pid` of this process, the identity a worker claims under.
+/// The identity a worker claims under: `host:pid`, prefixed by `slurm:JOBID_TASK@` inside a
+/// Slurm array task (`slurm:JOBID@` in a plain Slurm job).
 pub fn worker_identity() -> String {
-    format!("{}:{}", hostname(), std::process::id())
+    match slurm_task() {
+        Some(task) => format!("slurm:{task}@{}:{}", hostname(), std::process::id()),
+        None => format!("{}:{}", hostname(), std::process::id()),
+    }
 }
 
-/// This machine's host name.
+/// The Slurm task this process runs in: `JOBID_TASK` in a job array, `JOBID` in a plain job.
+pub fn slurm_task() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(job), Some(task)) => Some(format!("{job}_{task}")),
+        _ => var("SLURM_JOB_ID"),
+    }
+}
+
+/// This machine's host name (`$SLAW_HOSTNAME` when set: for containers or nodes that share a
+/// host name, whose workers must not be taken for local processes of one another).
 pub fn hostname() -> String {
+    if let Some(name) = std::env::var("SLAW_HOSTNAME")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return name;
+    }
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -936,8 +1148,9 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// True when `worker` (`host:pid`) names a process of `host` that no longer exists.
+/// True when `worker` (`[label@]host:pid`) names a process of `host` that no longer exists.
 fn local_process_is_gone(worker: &str, host: &str) -> bool {
+    let worker = worker.rsplit_once('@').map_or(worker, |(_, w)| w);
     let Some((h, pid)) = worker.rsplit_once(':') else {
         return false;
     };

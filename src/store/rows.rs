@@ -201,6 +201,8 @@ pub struct TrialRow {
     pub final_val_accuracy: Option<f64>,
     pub best_val_loss: Option<f64>,
     pub config_json: String,
+    /// The Slurm array task (`JOBID_TASK`) whose worker claimed the current attempt.
+    pub slurm_job: Option<String>,
 }
 
 impl TrialRow {
@@ -209,7 +211,7 @@ impl TrialRow {
         flops_per_example, flops, state, attempts, worker, device, claimed_at, heartbeat_at, \
         started_at, finished_at, wall_seconds, progress_step, progress_loss, error, \
         params_measured, final_step, final_train_loss, final_val_loss, final_val_accuracy, \
-        best_val_loss, config_json";
+        best_val_loss, config_json, slurm_job";
 
     pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
         let state: String = r.try_get("state")?;
@@ -249,6 +251,7 @@ impl TrialRow {
             final_val_accuracy: r.try_get("final_val_accuracy")?,
             best_val_loss: r.try_get("best_val_loss")?,
             config_json: r.try_get("config_json")?,
+            slurm_job: r.try_get("slurm_job")?,
         })
     }
 
@@ -422,6 +425,62 @@ impl FitRow {
             n_points: r.try_get("n_points")?,
             bootstrap: r.try_get("bootstrap")?,
             created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+/// A job array to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSlurmJob {
+    /// The sweep it works on.
+    pub sweep_id: i64,
+    /// Slurm's job id.
+    pub job_id: String,
+    /// Array tasks.
+    pub tasks: usize,
+    /// The array's `%N` throttle.
+    pub max_parallel: Option<usize>,
+    /// Trials each task's worker runs at most.
+    pub trials_per_task: usize,
+    /// The batch script.
+    pub script: String,
+}
+
+/// A recorded job array.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlurmJobRow {
+    /// Row id.
+    pub id: i64,
+    /// Slurm's job id.
+    pub job_id: String,
+    /// Array tasks.
+    pub tasks: i64,
+    /// The `%N` throttle.
+    pub max_parallel: Option<i64>,
+    /// Trials per task.
+    pub trials_per_task: i64,
+    /// `submitted`, `ended` or `cancelled`.
+    pub state: String,
+    /// Submitted, Unix seconds.
+    pub submitted_at: f64,
+    /// When its last task left the queue, Unix seconds.
+    pub ended_at: Option<f64>,
+}
+
+impl SlurmJobRow {
+    pub(super) const COLUMNS: &'static str =
+        "id, job_id, tasks, max_parallel, trials_per_task, state, submitted_at, ended_at";
+
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(SlurmJobRow {
+            id: r.try_get("id")?,
+            job_id: r.try_get("job_id")?,
+            tasks: r.try_get("tasks")?,
+            max_parallel: r.try_get("max_parallel")?,
+            trials_per_task: r.try_get("trials_per_task")?,
+            state: r.try_get("state")?,
+            submitted_at: r.try_get("submitted_at")?,
+            ended_at: r.try_get("ended_at")?,
         })
     }
 }

@@ -1,6 +1,48 @@
+//! The store test-suite, run against SQLite and PostgreSQL: every test is an `async fn` of the
+//! backend, and `on_both!` makes one `#[tokio::test]` per backend (`sqlite::NAME`,
+//! `postgres::NAME`). PostgreSQL tests get a fresh database each (see `scratch`) and are skipped
+//! with a notice when `SLAW_TEST_POSTGRES` is unset, unless `SLAW_REQUIRE_SERVICES=1`.
+
+use super::scratch::ScratchDb;
 use super::*;
 use crate::plan::expand;
 use crate::spec::parse;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    sweep_and_trials_round_trip,
+    claim_heartbeat_metrics_finish,
+    retry_limits_per_state,
+    expired_leases_are_reaped_and_fence_the_old_worker,
+    a_dead_local_worker_is_reaped_at_once,
+    concurrent_claims_never_share_a_trial,
+    concurrent_workers_complete_every_trial_exactly_once,
+    status_queries_and_flops,
+    fits_round_trip,
+    query_table_decodes_every_type,
+    read_only_store_refuses_writes,
+    slurm_jobs_are_recorded,
+);
 
 const SWEEP: &str = "\
 name: store-test
@@ -13,11 +55,10 @@ train:
 retries: {failed: 1, diverged: 0, interrupted: 1}
 ";
 
-async fn fresh() -> (tempfile::TempDir, Store, i64, Vec<TrialSpec>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("sub/slaw.db").to_str().unwrap())
-        .await
-        .unwrap();
+/// A fresh store with the 4 trials of `SWEEP`, or `None` when the backend is not available.
+async fn fresh(backend: Backend, label: &str) -> Option<(ScratchDb, Store, i64, Vec<TrialSpec>)> {
+    let db = ScratchDb::new(backend, label).await?;
+    let store = Store::open(&db.url).await.unwrap();
     let spec = parse(SWEEP, "s.yaml").unwrap();
     let plan = expand(&spec);
     let id = store
@@ -36,7 +77,7 @@ async fn fresh() -> (tempfile::TempDir, Store, i64, Vec<TrialSpec>) {
             retired: 0
         }
     );
-    (dir, store, id, plan.trials)
+    Some((db, store, id, plan.trials))
 }
 
 fn finish(loss: f64) -> Finish {
@@ -51,9 +92,11 @@ fn finish(loss: f64) -> Finish {
     }
 }
 
-#[tokio::test]
-async fn sweep_and_trials_round_trip() {
-    let (_dir, store, id, trials) = fresh().await;
+async fn sweep_and_trials_round_trip(backend: Backend) {
+    let Some((_dir, store, id, trials)) = fresh(backend, "sweep_and_trials_round_trip").await
+    else {
+        return;
+    };
     let sweep = store.sweep("store-test").await.unwrap();
     assert_eq!(sweep.id, id);
     assert_eq!(sweep.yaml, SWEEP);
@@ -99,9 +142,10 @@ async fn sweep_and_trials_round_trip() {
     assert_eq!(store.counts(id).await.unwrap().total(), 3);
 }
 
-#[tokio::test]
-async fn claim_heartbeat_metrics_finish() {
-    let (_dir, store, id, _) = fresh().await;
+async fn claim_heartbeat_metrics_finish(backend: Backend) {
+    let Some((_dir, store, id, _)) = fresh(backend, "claim_heartbeat_metrics_finish").await else {
+        return;
+    };
     let c = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
     assert_eq!(c.attempt, 1);
     // Largest first: size b.
@@ -152,9 +196,10 @@ async fn claim_heartbeat_metrics_finish() {
     );
 }
 
-#[tokio::test]
-async fn retry_limits_per_state() {
-    let (_dir, store, id, _) = fresh().await;
+async fn retry_limits_per_state(backend: Backend) {
+    let Some((_dir, store, id, _)) = fresh(backend, "retry_limits_per_state").await else {
+        return;
+    };
     // failed: 1 retry → two attempts in all.
     let c = store.claim(id, "w:1", "cpu").await.unwrap().unwrap();
     let key = c.key.clone();
@@ -200,9 +245,15 @@ async fn retry_limits_per_state() {
     assert_eq!(counts.finished(), 2);
 }
 
-#[tokio::test]
-async fn expired_leases_are_reaped_and_fence_the_old_worker() {
-    let (_dir, store, id, _) = fresh().await;
+async fn expired_leases_are_reaped_and_fence_the_old_worker(backend: Backend) {
+    let Some((_dir, store, id, _)) = fresh(
+        backend,
+        "expired_leases_are_reaped_and_fence_the_old_worker",
+    )
+    .await
+    else {
+        return;
+    };
     let c = store
         .claim(id, "elsewhere:42", "cpu")
         .await
@@ -247,9 +298,11 @@ async fn expired_leases_are_reaped_and_fence_the_old_worker() {
     assert_eq!(events, vec!["claimed", "lease_expired", "claimed"]);
 }
 
-#[tokio::test]
-async fn a_dead_local_worker_is_reaped_at_once() {
-    let (_dir, store, id, _) = fresh().await;
+async fn a_dead_local_worker_is_reaped_at_once(backend: Backend) {
+    let Some((_dir, store, id, _)) = fresh(backend, "a_dead_local_worker_is_reaped_at_once").await
+    else {
+        return;
+    };
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
@@ -263,19 +316,21 @@ async fn a_dead_local_worker_is_reaped_at_once() {
     assert_eq!(reaped[0].worker, worker);
 }
 
-#[tokio::test]
-async fn concurrent_claims_never_share_a_trial() {
-    let (dir, store, id, _) = fresh().await;
-    let path = dir.path().join("sub/slaw.db");
+async fn concurrent_claims_never_share_a_trial(backend: Backend) {
+    let Some((db, store, id, _)) = fresh(backend, "concurrent_claims_never_share_a_trial").await
+    else {
+        return;
+    };
     let mut handles = Vec::new();
     for w in 0..8 {
-        let path = path.clone();
+        let url = db.url.clone();
         handles.push(tokio::spawn(async move {
-            let s = Store::open(path.to_str().unwrap()).await.unwrap();
+            let s = Store::open(&url).await.unwrap();
             let mut got = Vec::new();
             while let Some(c) = s.claim(id, &format!("w:{w}"), "cpu").await.unwrap() {
                 got.push(c.trial_id);
             }
+            s.close().await;
             got
         }));
     }
@@ -288,4 +343,344 @@ async fn concurrent_claims_never_share_a_trial() {
     all.dedup();
     assert_eq!(all.len(), 4);
     assert_eq!(store.counts(id).await.unwrap().running, 4);
+}
+
+/// A sweep of `n` trials (one size, one budget, one rate, `n` seeds).
+async fn many(store: &Store, name: &str, n: usize) -> i64 {
+    let seeds: Vec<String> = (0..n).map(|s| s.to_string()).collect();
+    let yaml = format!(
+        "name: {name}\n\
+         data: {{dataset: synthetic, train: 64, validation: 16}}\n\
+         model: {{family: mlp, depth: 1, sizes: [{{name: a, width: 4}}]}}\n\
+         train: {{epochs: [1], lr: {{values: [0.01]}}, batch_size: 32, seeds: [{}]}}\n",
+        seeds.join(", ")
+    );
+    let spec = parse(&yaml, "many.yaml").unwrap();
+    let plan = expand(&spec);
+    assert_eq!(plan.trials.len(), n);
+    let id = store.upsert_sweep(&spec, &yaml, None).await.unwrap();
+    store
+        .sync_trials(id, &plan.trials, &|_| false)
+        .await
+        .unwrap();
+    id
+}
+
+async fn concurrent_workers_complete_every_trial_exactly_once(backend: Backend) {
+    let Some(db) = ScratchDb::new(
+        backend,
+        "concurrent_workers_complete_every_trial_exactly_once",
+    )
+    .await
+    else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    let id = many(&store, "many", 120).await;
+    // 8 claimers, each with its own pool (as separate processes would have), claim and finish
+    // until nothing is left; every trial must be completed exactly once.
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let url = db.url.clone();
+        handles.push(tokio::spawn(async move {
+            let s = Store::open(&url).await.unwrap();
+            let me = format!("w:{w}");
+            let mut done = Vec::new();
+            loop {
+                s.reap(id, 60.0, "here").await.unwrap();
+                let Some(c) = s.claim(id, &me, "cpu").await.unwrap() else {
+                    break;
+                };
+                assert!(s.heartbeat(&c, &me, 1, Some(1.0)).await.unwrap());
+                assert!(s
+                    .finish(&c, &me, TrialState::Completed, &finish(0.5), false)
+                    .await
+                    .unwrap());
+                done.push(c.trial_id);
+            }
+            s.close().await;
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    let mut per_worker = Vec::new();
+    for h in handles {
+        let got = h.await.unwrap();
+        per_worker.push(got.len());
+        all.extend(got);
+    }
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (120, 120), "per worker: {per_worker:?}");
+    let counts = store.counts(id).await.unwrap();
+    assert_eq!(
+        (counts.completed, counts.claimable, counts.running),
+        (120, 0, 0)
+    );
+    for t in store.trials(id).await.unwrap() {
+        assert_eq!(t.attempts, 1);
+        let events: Vec<String> = store
+            .events(t.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(events, vec!["claimed", "completed"], "trial {}", t.key);
+    }
+    store.close().await;
+}
+
+async fn status_queries_and_flops(backend: Backend) {
+    let Some((_db, store, id, trials)) = fresh(backend, "status_queries_and_flops").await else {
+        return;
+    };
+    let total: f64 = trials.iter().map(|t| t.flops).sum();
+    let (all, remaining) = store.flops_remaining(id).await.unwrap();
+    assert!((all - total).abs() < 1e-6 * total && (remaining - total).abs() < 1e-6 * total);
+    let c = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
+    let steps = store.trial_by_key(&c.key).await.unwrap()[0].steps;
+    // Halfway through: half of its FLOPs remain.
+    assert!(store
+        .heartbeat(&c, "h:1", (steps / 2) as u64, Some(1.0))
+        .await
+        .unwrap());
+    let (_, remaining) = store.flops_remaining(id).await.unwrap();
+    let this = trials.iter().find(|t| t.key == c.key).unwrap();
+    let expected = total - this.flops * (steps / 2) as f64 / steps as f64;
+    assert!(
+        (remaining - expected).abs() < 1e-6 * total,
+        "{remaining} vs {expected}"
+    );
+    let live = store.live_trials(id, 0.0).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].state, TrialState::Running);
+    assert_eq!(live[0].worker.as_deref(), Some("h:1"));
+    assert!(store
+        .finish(&c, "h:1", TrialState::Completed, &finish(0.3), false)
+        .await
+        .unwrap());
+    let live = store.live_trials(id, 0.0).await.unwrap();
+    assert_eq!((live.len(), live[0].state), (1, TrialState::Completed));
+    assert!(store.live_trials(id, now() + 1.0).await.unwrap().is_empty());
+    let m = MetricRow {
+        step: 4,
+        examples: 128,
+        flops: 1e5,
+        lr: 0.01,
+        train_loss: Some(1.0),
+        val_loss: Some(1.1),
+        val_accuracy: Some(0.4),
+        wall_seconds: 0.5,
+    };
+    let c2 = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
+    store.add_metric(&c2, &m).await.unwrap();
+    // The same point twice is stored once.
+    store.add_metric(&c2, &m).await.unwrap();
+    let sm = store.sweep_metrics(id).await.unwrap();
+    assert_eq!(sm, vec![(c2.trial_id, m.clone())]);
+    assert_eq!(store.sweeps().await.unwrap().len(), 1);
+}
+
+async fn fits_round_trip(backend: Backend) {
+    let Some((_db, store, id, _)) = fresh(backend, "fits_round_trip").await else {
+        return;
+    };
+    let fit = NewFit {
+        sweep_id: Some(id),
+        source: "sweep:store-test".into(),
+        method: "frontier".into(),
+        filter: serde_json::json!({"metric": "val_loss"}),
+        inputs: serde_json::json!([{"trial": "abc", "c": 1e12}]),
+        result: serde_json::json!({"a": 0.123456789012345678, "b": -0.05}),
+        n_points: 7,
+        bootstrap: 1000,
+        seed: u64::from(u32::MAX) + 5,
+    };
+    let first = store.save_fit(&fit).await.unwrap();
+    let second = store.save_fit(&fit).await.unwrap();
+    assert!(second > first);
+    let rows = store.fits("sweep:store-test", "frontier").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].id, second, "newest first");
+    assert_eq!(rows[0].result, fit.result, "full precision");
+    assert_eq!((rows[0].n_points, rows[0].bootstrap), (7, 1000));
+    // An imported fit has no sweep.
+    let csv = NewFit {
+        sweep_id: None,
+        source: "csv:x.csv".into(),
+        ..fit
+    };
+    store.save_fit(&csv).await.unwrap();
+    assert_eq!(store.fits("csv:x.csv", "frontier").await.unwrap().len(), 1);
+}
+
+async fn query_table_decodes_every_type(backend: Backend) {
+    let Some((_db, store, _, _)) = fresh(backend, "query_table_decodes_every_type").await else {
+        return;
+    };
+    let t = store
+        .query_table(
+            "SELECT COUNT(*) AS n, SUM(params) AS params, SUM(flops) AS flops, \
+                    MIN(key) AS first, MAX(error) AS error, 1.5 AS real, 2 AS int \
+             FROM trials",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t.columns,
+        vec!["n", "params", "flops", "first", "error", "real", "int"]
+    );
+    let row = &t.rows[0];
+    assert_eq!(row[0], Value::Int(4));
+    assert!(matches!(row[1], Value::Int(p) if p > 0), "{:?}", row[1]);
+    assert!(matches!(row[2], Value::Real(f) if f > 0.0), "{:?}", row[2]);
+    assert!(
+        matches!(&row[3], Value::Text(k) if k.len() == 16),
+        "{:?}",
+        row[3]
+    );
+    assert_eq!(row[4], Value::Null);
+    assert_eq!(row[5], Value::Real(1.5));
+    assert_eq!(row[6], Value::Int(2));
+    // Text parameters.
+    let t = store
+        .query_table(
+            "SELECT name FROM sweeps WHERE name = $1",
+            &["store-test".to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.rows, vec![vec![Value::Text("store-test".into())]]);
+    // The views exist on both databases.
+    let t = store
+        .query_table("SELECT COUNT(*) AS n FROM results", &[])
+        .await
+        .unwrap();
+    assert_eq!(t.rows, vec![vec![Value::Int(0)]]);
+    if backend == Backend::Postgres {
+        // Types the Any driver cannot decode are shown through the text protocol.
+        let t = store
+            .query_table(
+                "SELECT round(CAST(2.345 AS numeric), 1) AS r, true AS b, \
+                        to_timestamp(0) AT TIME ZONE 'UTC' AS ts, '{\"a\": 1}'::jsonb AS j",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            t.rows,
+            vec![vec![
+                Value::Real(2.3),
+                Value::Int(1),
+                Value::Text("1970-01-01 00:00:00".into()),
+                Value::Text("{\"a\": 1}".into()),
+            ]]
+        );
+    }
+}
+
+async fn read_only_store_refuses_writes(backend: Backend) {
+    let Some((db, store, _, _)) = fresh(backend, "read_only_store_refuses_writes").await else {
+        return;
+    };
+    let ro = Store::open_read_only(&db.url).await.unwrap();
+    assert_eq!(ro.sweeps().await.unwrap().len(), 1);
+    let err = ro
+        .query_table("DELETE FROM trials", &[])
+        .await
+        .expect_err("a write on a read-only store");
+    let text = err.to_string();
+    assert!(
+        text.contains("readonly") || text.contains("read-only"),
+        "{text}"
+    );
+    ro.close().await;
+    assert_eq!(
+        store
+            .trials(store.sweep("store-test").await.unwrap().id)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+async fn slurm_jobs_are_recorded(backend: Backend) {
+    let Some((_db, store, id, _)) = fresh(backend, "slurm_jobs_are_recorded").await else {
+        return;
+    };
+    let job = NewSlurmJob {
+        sweep_id: id,
+        job_id: "4242".into(),
+        tasks: 4,
+        max_parallel: Some(2),
+        trials_per_task: 1,
+        script: "#!/bin/sh\n".into(),
+    };
+    let row = store.add_slurm_job(&job).await.unwrap();
+    store
+        .add_slurm_job(&NewSlurmJob {
+            job_id: "4250".into(),
+            max_parallel: None,
+            ..job
+        })
+        .await
+        .unwrap();
+    let c = store
+        .claim_in_job(id, "slurm:4242_3@node1:77", "cpu", Some("4242_3"))
+        .await
+        .unwrap()
+        .unwrap();
+    let t = &store.trial_by_key(&c.key).await.unwrap()[0];
+    assert_eq!(t.slurm_job.as_deref(), Some("4242_3"));
+    // The executor's check of the queue takes the trial back at once (no lease wait).
+    let reaped = store
+        .reap_with(id, 3600.0, "here", &|h| {
+            (h.slurm_job.as_deref() == Some("4242_3")).then(|| "task 4242_3 left the queue".into())
+        })
+        .await
+        .unwrap();
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0].reason, "task 4242_3 left the queue");
+    store.end_slurm_job(row, false).await.unwrap();
+    store.end_slurm_job(row, true).await.unwrap();
+    let jobs = store.slurm_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (
+            jobs[0].job_id.as_str(),
+            jobs[0].state.as_str(),
+            jobs[0].max_parallel
+        ),
+        ("4242", "ended", Some(2))
+    );
+    assert!(jobs[0].ended_at.is_some());
+    assert_eq!(
+        (jobs[1].state.as_str(), jobs[1].max_parallel),
+        ("submitted", None)
+    );
+    // A claim outside Slurm clears the column.
+    let again = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
+    let t = &store.trial_by_key(&again.key).await.unwrap()[0];
+    assert_eq!(t.slurm_job, None);
+}
+
+#[test]
+fn worker_identities_name_their_slurm_task() {
+    // Local processes are recognised behind a label.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    assert!(local_process_is_gone(&format!("slurm:1_2@h:{pid}"), "h"));
+    assert!(!local_process_is_gone(
+        &format!("slurm:1_2@h:{}", std::process::id()),
+        "h"
+    ));
+    assert!(!local_process_is_gone(
+        &format!("slurm:1_2@other:{pid}"),
+        "h"
+    ));
 }
