@@ -6,6 +6,7 @@
 //! the database or of training. serde_yaml (deprecated upstream) is used only here.
 
 mod locate;
+mod slurm;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,6 +19,7 @@ use slaw_train::config::{
 };
 
 pub use locate::{Locator, Position};
+pub use slurm::SlurmSpec;
 
 /// One problem in a sweep file, with its place.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +87,8 @@ struct SweepFile {
     retries: Option<Retries>,
     #[serde(default)]
     execution: Option<ExecutionSection>,
+    #[serde(default)]
+    slurm: Option<slurm::SlurmSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,6 +385,10 @@ pub struct SweepSpec {
     /// Trials run at once on each GPU.
     #[serde(default)]
     pub per_device: PerDevice,
+    /// The job arrays of `slaw run --executor slurm` (`None`: the section is absent and the
+    /// defaults apply).
+    #[serde(default)]
+    pub slurm: Option<SlurmSpec>,
 }
 
 /// How many trials share one GPU.
@@ -621,6 +629,7 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         eval,
         retries: raw.retries.unwrap_or_default(),
         per_device: resolve_per_device(raw.execution.as_ref(), f),
+        slurm: slurm::resolve(raw.slurm.as_ref(), f),
     })
 }
 

@@ -187,3 +187,83 @@ fn shipped_sweeps_are_valid() {
     }
     assert!(n >= 2);
 }
+
+#[test]
+fn a_slurm_section_resolves_and_is_checked_with_positions() {
+    let good = format!(
+        "{GOOD}slurm:\n  partition: gpu\n  time: \"2:00:00\"\n  cpus: 8\n  mem: 32G\n  \
+         gpus_per_trial: 1\n  max_parallel: 16\n  trials_per_task: 4\n  \
+         sbatch_args: [--account=proj, --qos=high]\n  setup: [module load cuda]\n"
+    );
+    let s = parse(&good, "x.yaml").unwrap();
+    let slurm = s.slurm.clone().unwrap();
+    assert_eq!(slurm.partition.as_deref(), Some("gpu"));
+    assert_eq!(slurm.time.as_deref(), Some("2:00:00"));
+    assert_eq!((slurm.cpus, slurm.gpus_per_trial), (8, 1));
+    assert_eq!(slurm.mem.as_deref(), Some("32G"));
+    assert_eq!(
+        (slurm.max_parallel, slurm.trials_per_task, slurm.resubmit),
+        (Some(16), 4, 2)
+    );
+    assert_eq!(slurm.sbatch_args, vec!["--account=proj", "--qos=high"]);
+    assert_eq!(slurm.setup, vec!["module load cuda"]);
+    // The section does not change the trials.
+    assert_eq!(
+        crate::plan::expand(&s).trials[0].key,
+        crate::plan::expand(&parse(GOOD, "x.yaml").unwrap()).trials[0].key
+    );
+    // Stored specs without the section still read.
+    let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    json.as_object_mut().unwrap().remove("slurm");
+    let back: SweepSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back.slurm, None);
+    assert_eq!(parse(GOOD, "x.yaml").unwrap().slurm, None);
+
+    let lines = GOOD.lines().count();
+    let bad = format!(
+        "{GOOD}slurm:\n  time: 2h\n  mem: lots\n  cpus: 0\n  gpus_per_trial: 2\n  \
+         sbatch_args: [--qos=high, --array=0-3, account]\n"
+    );
+    let p = problems(&bad);
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    let expect = [
+        format!(
+            "x.yaml:{}:9: slurm.time: \"2h\" is not a Slurm time limit",
+            lines + 2
+        ),
+        format!(
+            "x.yaml:{}:8: slurm.mem: \"lots\" is not a Slurm memory size",
+            lines + 3
+        ),
+        format!("x.yaml:{}:9: slurm.cpus: must be at least 1", lines + 4),
+        format!(
+            "x.yaml:{}:19: slurm.gpus_per_trial: slaw trains a trial on one device",
+            lines + 5
+        ),
+        format!(
+            "x.yaml:{}:29: slurm.sbatch_args[1]: --array is set by slaw",
+            lines + 6
+        ),
+        format!(
+            "x.yaml:{}:42: slurm.sbatch_args[2]: \"account\" is not an option",
+            lines + 6
+        ),
+    ];
+    for e in &expect {
+        assert!(
+            text.iter().any(|t| t.starts_with(e.as_str())),
+            "{e}\nnot in {text:#?}"
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "{text:#?}");
+    // Unknown keys are rejected with their position.
+    let p = problems(&format!("{GOOD}slurm:\n  partiton: gpu\n"));
+    assert!(
+        p[0].to_string().starts_with(&format!(
+            "x.yaml:{}:3: slurm.partiton: unknown field `partiton`",
+            lines + 2
+        )),
+        "{}",
+        p[0]
+    );
+}

@@ -1061,6 +1061,10 @@ fn pg_text_value(kind: &str, text: &str) -> Value {
         "INT2" | "INT4" | "INT8" | "OID" => text
             .parse()
             .map_or_else(|_| Value::Text(text.to_string()), Value::Int),
+        // A numeric without a fraction (`sum` of integers) is an integer.
+        "NUMERIC" if !text.contains(['.', 'e', 'E', 'N']) && text.parse::<i64>().is_ok() => {
+            text.parse().map_or(Value::Null, Value::Int)
+        }
         "FLOAT4" | "FLOAT8" | "NUMERIC" => match text {
             "Infinity" => Value::Real(f64::INFINITY),
             "-Infinity" => Value::Real(f64::NEG_INFINITY),
