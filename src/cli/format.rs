@@ -121,6 +121,33 @@ pub fn status(s: &SweepStatus) -> String {
             r.remaining.map_or("?".into(), duration)
         ));
     }
+    if !s.slurm_jobs.is_empty() {
+        let jobs: Vec<String> = s
+            .slurm_jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} ({} task{}{}, {})",
+                    j.job_id,
+                    j.tasks,
+                    if j.tasks == 1 { "" } else { "s" },
+                    j.max_parallel.map_or(String::new(), |m| format!(" %{m}")),
+                    if j.state == "submitted" {
+                        "in the queue"
+                    } else {
+                        j.state.as_str()
+                    }
+                )
+            })
+            .collect();
+        out.push_str(&format!("slurm jobs: {}\n", jobs.join(", ")));
+    }
+    if !s.slurm_tasks.is_empty() {
+        out.push_str(&format!(
+            "running in slurm tasks: {}\n",
+            s.slurm_tasks.join(", ")
+        ));
+    }
     for f in &s.failed {
         out.push_str(&format!(
             "failed: {} (size {}, lr {}) after {} attempt(s): {}\n",

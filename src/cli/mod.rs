@@ -131,6 +131,20 @@ struct RunArgs {
     /// Do not fit the laws when the sweep has finished.
     #[arg(long)]
     no_fit: bool,
+    /// Where trials run: local (worker processes on this machine) or slurm (job arrays of
+    /// workers, sized by the sweep's slurm section; needs a database every node reaches).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: ExecutorArg,
+    /// With --executor slurm: submit the job array and return at once (follow with
+    /// `slaw status`; trials of cancelled tasks wait for their lease and the next run).
+    #[arg(long)]
+    detach: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorArg {
+    Local,
+    Slurm,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +166,10 @@ struct WorkerArgs {
     /// How often the lease is renewed.
     #[arg(long, default_value_t = 5.0)]
     heartbeat_seconds: f64,
+    /// When nothing is left to claim but other workers' trials are running, wait and take
+    /// over any whose lease expires, instead of exiting.
+    #[arg(long)]
+    linger: bool,
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
@@ -423,12 +441,18 @@ fn plan(file: &Path, json: bool) -> Result<ExitCode> {
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let (spec, yaml) = spec::load(&args.file)?;
+    if args.executor == ExecutorArg::Slurm {
+        return run_on_slurm(args, spec, yaml).await;
+    }
+    if args.detach {
+        bail!("--detach is for --executor slurm (a local run needs this process)");
+    }
     let devices = parse_devices(&args.device)?;
     sweep::preflight(&spec, &devices)?;
     let layout = crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device);
     let store = Store::open(&args.db.db)
         .await
-        .with_context(|| format!("opening {}", args.db.db))?;
+        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
     let prepared =
         sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
@@ -445,7 +469,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         layout
             .per_device
             .map_or(String::new(), |k| format!(" ({k} per GPU)")),
-        args.db.db
+        redact(&args.db.db)
     );
     if prepared.sync.retired > 0 {
         println!(
@@ -475,10 +499,20 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         run_local(&store, &options, stop, &mut FixedGrid, &mut view).await?
     };
     view.finish();
-    let status = sweep::status(&store, &store.sweep(&spec.name).await?).await?;
+    finish_run(&store, &spec, &args, outcome).await
+}
+
+/// The summary, the fits and the exit code at the end of a run.
+async fn finish_run(
+    store: &Store,
+    spec: &crate::spec::SweepSpec,
+    args: &RunArgs,
+    outcome: crate::exec::local::LocalOutcome,
+) -> Result<ExitCode> {
+    let status = sweep::status(store, &store.sweep(&spec.name).await?).await?;
     println!("{}", format::run_summary(&status, outcome.wall_seconds));
     if !outcome.interrupted && !args.no_fit && outcome.counts.completed > 0 {
-        fit_after_run(&store, &spec.name).await?;
+        fit_after_run(store, &spec.name).await?;
     }
     store.close().await;
     if outcome.interrupted {
@@ -491,6 +525,125 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A database location fit for printing: the password of a URL is replaced by `***`.
+fn redact(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => location.to_string(),
+    }
+}
+
+/// `slaw run --executor slurm`: job arrays of workers against a shared database.
+async fn run_on_slurm(
+    args: RunArgs,
+    spec: crate::spec::SweepSpec,
+    yaml: String,
+) -> Result<ExitCode> {
+    use crate::exec::slurm::{run_slurm, SlurmOptions};
+    let slurm = spec.slurm.clone().unwrap_or_default();
+    let device = if slurm.gpus_per_trial > 0 {
+        ComputeDevice::Cuda(0)
+    } else {
+        ComputeDevice::Cpu
+    };
+    sweep::preflight(&spec, std::slice::from_ref(&device))?;
+    if args.device != "cpu" || args.jobs.is_some() || args.per_device.is_some() {
+        bail!(
+            "--device, --jobs and --per-device are for the local executor; with --executor slurm \
+             the sweep's slurm section sets the resources (gpus_per_trial, cpus, max_parallel)"
+        );
+    }
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    let db = if args.db.db.contains("://") && !args.db.db.starts_with("sqlite:") {
+        args.db.db.clone()
+    } else {
+        let path = args
+            .db
+            .db
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let absolute = cwd.join(path);
+        eprintln!(
+            "slaw: warning: the tasks use the SQLite file {}: every node must see it on a file \
+             system with working locks (not NFS); use a postgres:// database on a cluster",
+            absolute.display()
+        );
+        absolute.display().to_string()
+    };
+    let store = Store::open(&db)
+        .await
+        .with_context(|| format!("opening {}", redact(&db)))?;
+    let prepared =
+        sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
+    let counts = store.counts(prepared.sweep_id).await?;
+    let log_dir = cwd.join(
+        slurm
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("results").join(&spec.name).join("slurm")),
+    );
+    println!(
+        "sweep {}: {} trials ({} new, {} completed, {} to run) on Slurm ({} CPU{}{} per task); database {}",
+        spec.name,
+        prepared.plan.trials.len(),
+        prepared.sync.added,
+        counts.completed,
+        counts.claimable + counts.running,
+        slurm.cpus,
+        if slurm.cpus == 1 { "" } else { "s" },
+        if slurm.gpus_per_trial > 0 { ", 1 GPU" } else { "" },
+        redact(&db)
+    );
+    let options = SlurmOptions {
+        exe: std::env::current_exe().context("locating the slaw executable")?,
+        db,
+        sweep_name: spec.name.clone(),
+        sweep_id: prepared.sweep_id,
+        spec: slurm,
+        log_dir,
+        lease_seconds: args.lease_seconds,
+        heartbeat_seconds: args.heartbeat_seconds,
+        poll: Duration::from_secs(1),
+        detach: args.detach,
+    };
+    let stop = stop_flag(true);
+    let interactive = std::io::stderr().is_terminal() && !args.no_progress;
+    let mut view = progress::RunView::new(interactive);
+    let result = if spec.adaptive.is_some() {
+        let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
+        run_slurm(&store, &options, stop, &mut scheduler, &mut view).await
+    } else {
+        run_slurm(&store, &options, stop, &mut FixedGrid, &mut view).await
+    };
+    view.finish();
+    let outcome = result?;
+    if args.detach {
+        println!(
+            "submitted job array {}; follow with `slaw status --sweep {}`",
+            outcome.jobs.join(", "),
+            spec.name
+        );
+        store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = finish_run(&store, &spec, &args, outcome.run).await?;
+    if outcome.left > 0 && !outcome.run.interrupted {
+        println!(
+            "{} trial(s) were not run: run the same command again to submit them",
+            outcome.left
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
+}
+
 async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let devices = parse_devices(&args.device)?;
     let [device] = devices.as_slice() else {
@@ -498,7 +651,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     };
     let store = Store::open(&args.db.db)
         .await
-        .with_context(|| format!("opening {}", args.db.db))?;
+        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
     let sweep_id = match &args.sweep {
         Some(name) => {
             let row = store.sweep(name).await?;
@@ -516,6 +669,8 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         max_trials: args.max_trials,
         identity: crate::store::worker_identity(),
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
+        slurm_job: crate::store::slurm_task(),
+        linger: args.linger,
     };
     if matches!(device, ComputeDevice::Cuda(_)) {
         crate::exec::worker::install_device_panic_hook();
@@ -572,7 +727,7 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
     }
     let store = Store::open(db)
         .await
-        .with_context(|| format!("opening {db}"))?;
+        .with_context(|| format!("opening {}", redact(db)))?;
     let sweeps = match sweep_name {
         Some(name) => vec![store.sweep(name).await?],
         None => store.sweeps().await?,
@@ -584,7 +739,7 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else if all.is_empty() {
-        println!("no sweeps in {db}");
+        println!("no sweeps in {}", redact(db));
     } else {
         for s in &all {
             println!("{}", format::status(s));
@@ -632,7 +787,7 @@ async fn open_existing(db: &str) -> Result<Store> {
     }
     Store::open(db)
         .await
-        .with_context(|| format!("opening {db}"))
+        .with_context(|| format!("opening {}", redact(db)))
 }
 
 /// Fits every law on a finished sweep, stores the fits and prints them (the end of `slaw run`).
@@ -657,7 +812,7 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
     let store = if args.import.is_some() {
         Store::open(&args.db.db)
             .await
-            .with_context(|| format!("opening {}", args.db.db))?
+            .with_context(|| format!("opening {}", redact(&args.db.db)))?
     } else {
         open_existing(&args.db.db).await?
     };
@@ -713,7 +868,7 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
         if let Some((size, rows)) = &backtest {
             print!("\n{}", crate::report::text::backtest(size, rows));
         }
-        println!("\nstored as fits {:?} in {}", ids, args.db.db);
+        println!("\nstored as fits {:?} in {}", ids, redact(&args.db.db));
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -150,6 +150,7 @@ impl Observer for RunView {
             Note::WorkerFailed { slot, status } => {
                 self.println(&format!("  [worker {slot}] ended with {status}"))
             }
+            Note::Message(line) => self.println(&format!("  {line}")),
         }
     }
 }

@@ -82,6 +82,8 @@ pub enum Note {
         /// How it ended.
         status: String,
     },
+    /// What an executor did (a job array submitted, a task gone).
+    Message(String),
 }
 
 /// Decides, between polls, whether the sweep needs more trials (the adaptive learning-rate

@@ -1,10 +1,12 @@
-//! Running trials: the worker loop (claim → train → record) and the local executor that runs
-//! one worker process per job slot on this machine. Which trials are claimable is the store's
+//! Running trials: the worker loop (claim → train → record), the local executor that runs
+//! one worker process per job slot on this machine, and the Slurm executor that runs workers
+//! as job-array tasks against a shared database. Which trials are claimable is the store's
 //! business; this module only runs what it is given.
 
 pub mod bench;
 pub mod local;
 pub mod packing;
+pub mod slurm;
 pub mod worker;
 
 use slaw_train::ComputeDevice;
@@ -26,6 +28,9 @@ pub enum ExecError {
     /// A device list could not be understood or used.
     #[error("{0}")]
     Device(String),
+    /// Slurm refused or failed a command (`sbatch`, `squeue`, `scancel`).
+    #[error("slurm: {0}")]
+    Slurm(String),
     /// The GPU failed for this process (out of memory in a device thread): the trial was
     /// recorded as failed and the process must end.
     #[error("{0}")]

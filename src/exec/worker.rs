@@ -38,6 +38,11 @@ pub struct WorkerOptions {
     /// End after a failed trial, so that the next trial starts in a fresh process (a CUDA
     /// error such as out-of-memory can leave the device context unusable).
     pub exit_after_failure: bool,
+    /// The Slurm array task this worker runs in (`JOBID_TASK`), recorded on its trials.
+    pub slurm_job: Option<String>,
+    /// When nothing can be claimed but other workers' trials are running, keep polling (every
+    /// heartbeat interval) to take over any whose lease expires, instead of exiting.
+    pub linger: bool,
 }
 
 /// What a worker reports as it goes.
@@ -182,9 +187,18 @@ pub async fn run_worker(
             });
         }
         let Some(claimed) = store
-            .claim(opts.sweep_id, &opts.identity, &opts.device.to_string())
+            .claim_in_job(
+                opts.sweep_id,
+                &opts.identity,
+                &opts.device.to_string(),
+                opts.slurm_job.as_deref(),
+            )
             .await?
         else {
+            if opts.linger && store.running(opts.sweep_id).await? > 0 {
+                tokio::time::sleep(Duration::from_secs_f64(opts.heartbeat_seconds.max(0.1))).await;
+                continue;
+            }
             break;
         };
         ran += 1;

@@ -501,6 +501,19 @@ impl Store {
         Ok(counts)
     }
 
+    /// Running trials of `sweep_id` (of every sweep when it is negative).
+    pub async fn running(&self, sweep_id: i64) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM trials \
+             WHERE ($1 < 0 OR sweep_id = $1) AND active = 1 AND state = 'running'",
+        )
+        .bind(sweep_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as usize)
+    }
+
     /// Planned training FLOPs of the active trials, and how many of them are still to run
     /// (claimable trials in full, running trials in proportion to their remaining steps).
     pub async fn flops_remaining(&self, sweep_id: i64) -> Result<(f64, f64), StoreError> {

@@ -15,7 +15,7 @@ use slaw_train::ComputeDevice;
 use crate::plan::{expand, is_member, Plan};
 use crate::spec::SweepSpec;
 use crate::store::{
-    now, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState,
+    now, SlurmJobRow, StateCounts, Store, StoreError, SweepRow, SyncReport, TrialRow, TrialState,
 };
 
 /// Errors of the scheduler.
@@ -106,6 +106,10 @@ pub struct SweepStatus {
     pub total_flops: f64,
     /// FLOPs still to run.
     pub remaining_flops: f64,
+    /// The Slurm job arrays submitted for the sweep, oldest first.
+    pub slurm_jobs: Vec<SlurmJobRow>,
+    /// The Slurm array tasks (`JOBID_TASK`) of the running trials' workers.
+    pub slurm_tasks: Vec<String>,
 }
 
 /// Summarises the sweep `sweep`.
@@ -152,6 +156,11 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
         .filter(|t| t.state == TrialState::Failed)
         .cloned()
         .collect();
+    let slurm_tasks = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Running)
+        .filter_map(|t| t.slurm_job.clone())
+        .collect();
     Ok(SweepStatus {
         name: sweep.name.clone(),
         counts,
@@ -160,6 +169,8 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
         failed,
         total_flops,
         remaining_flops,
+        slurm_jobs: store.slurm_jobs(sweep.id).await?,
+        slurm_tasks,
     })
 }
 
