@@ -1,5 +1,6 @@
 //! `slaw bench`: the time per training step of one model (see `exec::bench`), as JSON for
-//! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`.
+//! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`; `slaw bench-claims`: the claim throughput of
+//! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`).
 
 use std::process::ExitCode;
 
@@ -94,5 +95,65 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     }
     v["mfu"] = args.peak_flops.map(|p| r.achieved_tflops * 1e12 / p).into();
     println!("{}", serde_json::to_string(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `slaw bench-claims` measures.
+#[derive(Debug, Args)]
+pub(super) struct ClaimsArgs {
+    /// The database (a SQLite file or a postgres:// URL); the benchmark's sweep is deleted
+    /// afterwards.
+    #[arg(long)]
+    db: String,
+    /// Concurrent claimers, one run per count.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    workers: Vec<usize>,
+    /// No-op trials per run.
+    #[arg(long, default_value_t = 2000)]
+    trials: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn claims(args: ClaimsArgs) -> Result<ExitCode> {
+    use crate::exec::claims::bench_claims;
+    let mut results = Vec::new();
+    for &w in &args.workers {
+        if w == 0 {
+            bail!("--workers: counts must be at least 1");
+        }
+        let db = args.db.clone();
+        let trials = args.trials;
+        // Claimers run on a runtime of their own with a thread per core, as processes would.
+        let result = tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bench_claims(&db, w, trials))
+                .map_err(anyhow::Error::from)
+        })
+        .await??;
+        if !args.json {
+            println!(
+                "{:>3} claimers: {} trials claimed and finished in {:.2} s = {:.0} per second; \
+                 claim latency p50 {:.2} ms, p99 {:.2} ms; {} duplicates",
+                result.claimers,
+                result.trials,
+                result.seconds,
+                result.per_second,
+                result.claim_ms_p50,
+                result.claim_ms_p99,
+                result.duplicates
+            );
+        }
+        if result.duplicates > 0 {
+            bail!("{} trials were claimed twice", result.duplicates);
+        }
+        results.push(result);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -90,6 +90,9 @@ enum Command {
     },
     /// Time one model's training step (for docs/PERFORMANCE.md).
     Bench(bench::BenchArgs),
+    /// Claims per second of concurrent workers on a database (for docs/CLUSTER.md).
+    #[command(hide = true)]
+    BenchClaims(bench::ClaimsArgs),
     /// Counts by state, the best trial per model size, the slowest running trial.
     Status {
         #[command(flatten)]
@@ -396,6 +399,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Export(args) => results::export(args).await,
         Command::Show { db, key, json } => results::show(&db.db, &key, json).await,
         Command::Bench(args) => bench::bench(args),
+        Command::BenchClaims(args) => bench::claims(args).await,
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
     }
 }

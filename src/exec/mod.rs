@@ -4,6 +4,7 @@
 //! business; this module only runs what it is given.
 
 pub mod bench;
+pub mod claims;
 pub mod local;
 pub mod packing;
 pub mod slurm;

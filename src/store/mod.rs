@@ -405,6 +405,23 @@ impl Store {
         Ok(added)
     }
 
+    /// Deletes a sweep with its trials, metrics, events, fits and Slurm jobs.
+    pub async fn delete_sweep(&self, sweep_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM metrics WHERE trial_id IN (SELECT id FROM trials WHERE sweep_id = $1)",
+            "DELETE FROM trial_events WHERE trial_id IN (SELECT id FROM trials WHERE sweep_id = $1)",
+            "DELETE FROM trials WHERE sweep_id = $1",
+            "DELETE FROM fits WHERE sweep_id = $1",
+            "DELETE FROM slurm_jobs WHERE sweep_id = $1",
+            "DELETE FROM sweeps WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(sweep_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// All sweeps, oldest first.
     pub async fn sweeps(&self) -> Result<Vec<SweepRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
@@ -875,13 +892,25 @@ impl Store {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
         };
+        // The sweep filter is written out (not `$1 < 0 OR ...`), so that both databases walk
+        // the partial index `trials_claimable` in claim order; `state IN (...)` names its rows.
+        let scope = if sweep_id < 0 {
+            "$1 < 0 AND"
+        } else {
+            "t.sweep_id = $1 AND"
+        };
         let t = now();
+        // One transaction: the claim, its cleanup and its event commit together (one commit,
+        // one fsync on PostgreSQL). It writes first, so SQLite takes its write lock at once
+        // (waiting up to the busy timeout) instead of failing to upgrade a read.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE trials SET state = 'running', attempts = attempts + 1, worker = $2, device = $3, \
                  claimed_at = $4, heartbeat_at = $4, started_at = NULL, finished_at = NULL, \
                  error = NULL, progress_step = 0, progress_loss = NULL, slurm_job = $5 \
              WHERE id = (SELECT t.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
-                         WHERE ($1 < 0 OR t.sweep_id = $1) AND t.active = 1 AND {} \
+                         WHERE {scope} t.state IN ('pending', 'failed', 'diverged', 'interrupted') \
+                           AND t.active = 1 AND {} \
                          ORDER BY t.priority, t.id LIMIT 1 {lock}) \
              RETURNING id, sweep_id, key, attempts, config_json, flops_per_example",
             eligible("t", "s"),
@@ -891,23 +920,30 @@ impl Store {
         .bind(device)
         .bind(t)
         .bind(slurm_job)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
         let claimed = Claimed::from_row(&row)?;
         sqlx::query("DELETE FROM metrics WHERE trial_id = $1 AND attempt >= $2")
             .bind(claimed.trial_id)
             .bind(claimed.attempt)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        self.event(
-            claimed.trial_id,
-            claimed.attempt,
-            "claimed",
-            Some(worker),
-            Some(device),
+        sqlx::query(
+            "INSERT INTO trial_events (trial_id, attempt, event, worker, at, detail) \
+             VALUES ($1, $2, 'claimed', $3, $4, $5)",
         )
+        .bind(claimed.trial_id)
+        .bind(claimed.attempt)
+        .bind(worker)
+        .bind(t)
+        .bind(device)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(Some(claimed))
     }
 

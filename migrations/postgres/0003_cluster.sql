@@ -1,5 +1,6 @@
--- Slurm: the job arrays that `slaw run --executor slurm` submitted, and the array task that
--- holds (or last held) each trial. The SQLite migration in ../sqlite is the same.
+-- Running on a cluster: the Slurm job arrays that `slaw run --executor slurm` submitted, the
+-- array task that holds (or last held) each trial, and the index claims walk. The SQLite
+-- migration in ../sqlite is the same.
 
 ALTER TABLE trials ADD COLUMN slurm_job TEXT;          -- "JOBID_TASK" of the array task that claimed it
 
@@ -17,3 +18,8 @@ CREATE TABLE slurm_jobs (
                     CHECK (state IN ('submitted', 'ended', 'cancelled'))
 );
 CREATE INDEX slurm_jobs_by_sweep ON slurm_jobs (sweep_id, submitted_at);
+
+-- Claiming walks this index in claim order (largest first) over the rows that can still be
+-- claimed, instead of scanning and sorting every trial of the sweep.
+CREATE INDEX trials_claimable ON trials (sweep_id, priority, id)
+    WHERE state IN ('pending', 'failed', 'diverged', 'interrupted');
