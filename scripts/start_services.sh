@@ -103,10 +103,11 @@ conf=/etc/slurm/slurm.conf
 want="$(cat <<EOF
 # Written by slaw's scripts/start_services.sh: a one-node cluster for the tests.
 ClusterName=slaw
-SlurmctldHost=$node
+SlurmctldHost=$node(127.0.0.1)
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
+MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 ReturnToService=2
@@ -120,7 +121,7 @@ SwitchType=switch/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-SchedulerParameters=defer_batch=0
+DefMemPerCPU=1024
 MaxArraySize=100001
 MaxJobCount=100000
 MinJobAge=300
@@ -136,7 +137,7 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-NodeName=$node CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 )"
@@ -149,9 +150,12 @@ if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$want" ]; then
 fi
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 if [ "$changed" = 1 ]; then
-    if pid_alive /run/slurmctld.pid; then as_root kill "$(cat /run/slurmctld.pid)"; fi
-    if pid_alive /run/slurmd.pid; then as_root kill "$(cat /run/slurmd.pid)"; fi
-    sleep 1
+    for pidfile in /run/slurmctld.pid /run/slurmd.pid; do
+        if pid_alive "$pidfile"; then
+            as_root kill "$(cat "$pidfile")"
+            for _ in $(seq 1 40); do pid_alive "$pidfile" || break; sleep 0.25; done
+        fi
+    done
 fi
 if ! pid_alive /run/slurmctld.pid; then
     log "starting slurmctld"

@@ -455,8 +455,84 @@ async fn a_slurm_job_array_with_a_cancelled_task_completes_every_trial_exactly_o
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        shown.contains(&format!("slurm jobs: {} (12 tasks %2", jobs[0].job_id)),
+        shown.contains(&format!(
+            "slurm jobs: {} (12 tasks %2, ended)",
+            jobs[0].job_id
+        )),
         "{shown}"
     );
     assert!(squeue(&format!("slaw-{name}")).trim().is_empty());
+}
+
+#[tokio::test]
+async fn slurm_refusals_are_reported_and_detach_returns_at_once() {
+    let label = "slurm_detach";
+    if !slurm_available(label) {
+        return;
+    }
+    let Some(c) = Cluster::new(Backend::Postgres, label).await else {
+        return;
+    };
+    let name = format!("detach-{}", std::process::id());
+    let run = |yaml: &str, extra: &[&str]| {
+        let file = c.write("d.yaml", yaml);
+        slaw()
+            .args([
+                "run",
+                &file,
+                "--db",
+                &c.db.url,
+                "--executor",
+                "slurm",
+                "--no-progress",
+            ])
+            .args(extra)
+            .current_dir(c.dir.path())
+            .output()
+            .expect("slaw run")
+    };
+    // sbatch's own refusal reaches the user, and nothing is recorded as submitted.
+    let bad = sweep(
+        &name,
+        2,
+        "[0.01]",
+        1,
+        "slurm: {partition: no-such-partition}\n",
+    );
+    let out = run(&bad, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sbatch failed") && err.contains("partition"),
+        "{}",
+        text(&out)
+    );
+    // --device is the local executor's.
+    let out = run(&sweep(&name, 2, "[0.01]", 1, ""), &["--device", "cuda"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("for the local executor"));
+
+    // --detach submits and returns; the tasks run on their own; status names the job.
+    let guard = RunGuard {
+        child: Command::new("true").spawn().expect("true"),
+        job_name: format!("slaw-{name}"),
+    };
+    let out = run(&sweep(&name, 2, "[0.01]", 1, ""), &["--detach"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("submitted job array"), "{stdout}");
+    c.wait_for(&name, "the detached tasks to finish the sweep", 120, |t| {
+        t.len() == 2 && t.iter().all(|t| t.state.as_str() == "completed")
+    })
+    .await;
+    let out = slaw()
+        .args(["status", "--db", &c.db.url, "--sweep", &name])
+        .output()
+        .expect("status");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("slurm jobs: ") && shown.contains("(2 tasks, submitted)"),
+        "{shown}"
+    );
+    drop(guard);
 }

@@ -132,11 +132,7 @@ pub fn status(s: &SweepStatus) -> String {
                     j.tasks,
                     if j.tasks == 1 { "" } else { "s" },
                     j.max_parallel.map_or(String::new(), |m| format!(" %{m}")),
-                    if j.state == "submitted" {
-                        "in the queue"
-                    } else {
-                        j.state.as_str()
-                    }
+                    j.state
                 )
             })
             .collect();
