@@ -11,7 +11,8 @@
 //! - [`analysis`]: which runs feed which fit; stored fits; predictions; back-tests.
 //! - [`report`]: text tables, number formats and the HTML report.
 //! - [`query`]: read-only SQL and exports as DataFrames (polars: CSV, JSON, Parquet).
-//! - [`exec`]: workers that claim and train trials; the local multi-process executor.
+//! - [`exec`]: workers that claim and train trials; the local multi-process executor and the
+//!   Slurm executor.
 //! - [`sweep`]: registering a sweep's grid, preflight checks, status summaries.
 //! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
 //! - [`plan`]: grid expansion, trial keys, parameter and FLOP counts.

@@ -34,14 +34,22 @@ impl Cluster {
         Store::open(&self.db.url).await.expect("open store")
     }
 
-    /// Registers the sweep `yaml` (as `slaw run` does) without running it.
+    /// Registers the sweep `yaml` without running it (`slaw run --executor none`).
     async fn register(&self, yaml: &str) -> String {
         let spec = slaw::spec::parse(yaml, "sweep.yaml").expect("valid sweep");
-        let store = self.store().await;
-        slaw::sweep::prepare(&store, &spec, yaml, None)
-            .await
-            .expect("register the sweep");
-        store.close().await;
+        let file = self.write(&format!("{}.yaml", spec.name), yaml);
+        let out = slaw()
+            .args(["run", &file, "--db", &self.db.url, "--executor", "none"])
+            .current_dir(self.dir.path())
+            .output()
+            .expect("slaw run --executor none");
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("registered in"), "{stdout}");
+        assert!(
+            !stdout.contains(":slaw@"),
+            "the password is printed: {stdout}"
+        );
         spec.name
     }
 
@@ -385,6 +393,7 @@ async fn a_slurm_job_array_with_a_cancelled_task_completes_every_trial_exactly_o
         .expect("a training trial");
     let task = victim.slurm_job.clone().expect("its task");
     let before = squeue(&format!("slaw-{name}"));
+    let cancelled_at = now();
     let out = Command::new("scancel")
         .arg(&task)
         .output()
@@ -423,7 +432,12 @@ async fn a_slurm_job_array_with_a_cancelled_task_completes_every_trial_exactly_o
         .find(|(k, _)| *k == victim.key)
         .expect("the victim's events");
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    eprintln!("{label}: the cancelled trial's events: {names:?}\nslaw run printed:\n{output}");
+    eprintln!(
+        "{label}: the cancelled trial's events: {names:?}; given up {:.2} s after scancel, \
+         claimed again {:.2} s after scancel\nslaw run printed:\n{output}",
+        events[1].at - cancelled_at,
+        events[2].at - cancelled_at
+    );
     assert!(
         names == ["claimed", "interrupted", "claimed", "completed"]
             || names == ["claimed", "lease_expired", "claimed", "completed"],

@@ -134,8 +134,9 @@ struct RunArgs {
     /// Do not fit the laws when the sweep has finished.
     #[arg(long)]
     no_fit: bool,
-    /// Where trials run: local (worker processes on this machine) or slurm (job arrays of
-    /// workers, sized by the sweep's slurm section; needs a database every node reaches).
+    /// Where trials run: local (worker processes on this machine), slurm (job arrays of
+    /// workers, sized by the sweep's slurm section; needs a database every node reaches), or
+    /// none (register the sweep and return; start `slaw worker`s yourself).
     #[arg(long, value_enum, default_value = "local")]
     executor: ExecutorArg,
     /// With --executor slurm: submit the job array and return at once (follow with
@@ -146,8 +147,12 @@ struct RunArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ExecutorArg {
+    /// Worker processes on this machine.
     Local,
+    /// Job arrays of workers on a Slurm cluster.
     Slurm,
+    /// Register the sweep and return: workers started by hand (`slaw worker`) run it.
+    None,
 }
 
 #[derive(Debug, Args)]
@@ -451,6 +456,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     if args.detach {
         bail!("--detach is for --executor slurm (a local run needs this process)");
     }
+    if args.executor == ExecutorArg::None {
+        return register_only(&args, &spec, &yaml).await;
+    }
     let devices = parse_devices(&args.device)?;
     sweep::preflight(&spec, &devices)?;
     let layout = crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device);
@@ -504,6 +512,33 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     view.finish();
     finish_run(&store, &spec, &args, outcome).await
+}
+
+/// `slaw run --executor none`: the sweep and its trials are stored; workers run them.
+async fn register_only(
+    args: &RunArgs,
+    spec: &crate::spec::SweepSpec,
+    yaml: &str,
+) -> Result<ExitCode> {
+    let store = Store::open(&args.db.db)
+        .await
+        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
+    let prepared =
+        sweep::prepare(&store, spec, yaml, Some(&args.file.display().to_string())).await?;
+    let counts = store.counts(prepared.sweep_id).await?;
+    store.close().await;
+    println!(
+        "sweep {}: {} trials ({} new, {} completed, {} to run) registered in {}; start workers \
+         with `slaw worker --db ... --sweep {}`",
+        spec.name,
+        prepared.plan.trials.len(),
+        prepared.sync.added,
+        counts.completed,
+        counts.claimable + counts.running,
+        redact(&args.db.db),
+        spec.name
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The summary, the fits and the exit code at the end of a run.

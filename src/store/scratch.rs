@@ -57,9 +57,7 @@ impl ScratchDb {
                 })
             }
             Backend::Postgres => {
-                let Some(admin) = postgres_url(label) else {
-                    return None;
-                };
+                let admin = postgres_url(label)?;
                 match Self::create_postgres(&admin).await {
                     Ok(db) => Some(db),
                     Err(e) => {

@@ -493,7 +493,7 @@ async fn fits_round_trip(backend: Backend) {
         method: "frontier".into(),
         filter: serde_json::json!({"metric": "val_loss"}),
         inputs: serde_json::json!([{"trial": "abc", "c": 1e12}]),
-        result: serde_json::json!({"a": 0.123456789012345678, "b": -0.05}),
+        result: serde_json::json!({"a": 0.123_456_789_012_345_67, "b": -0.05}),
         n_points: 7,
         bootstrap: 1000,
         seed: u64::from(u32::MAX) + 5,
