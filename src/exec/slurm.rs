@@ -290,6 +290,8 @@ struct Array {
     row: i64,
     job_id: String,
     active: bool,
+    /// Consecutive reads of the queue that did not list it.
+    missing: u32,
 }
 
 /// Runs the sweep's claimable trials as Slurm job arrays until none is left, the
@@ -340,7 +342,13 @@ pub async fn run_slurm(
         let queried_at = now();
         if let Some(q) = &queue {
             for a in arrays.iter_mut().filter(|a| a.active) {
-                if !q.has_job(&a.job_id) {
+                a.missing = if q.has_job(&a.job_id) {
+                    0
+                } else {
+                    a.missing + 1
+                };
+                // Gone from two reads in a row: one empty answer is not enough to resubmit.
+                if a.missing >= 2 {
                     a.active = false;
                     store.end_slurm_job(a.row, stopping.is_some()).await?;
                     observer.note(&Note::Message(format!(
@@ -418,19 +426,20 @@ pub async fn run_slurm(
             let tasks = tasks_for(counts.claimable, opts.spec.trials_per_task);
             let (row, job_id) = submit(store, opts, tasks, arrays.len()).await?;
             observer.note(&Note::Message(format!(
-                "{} job array {job_id}: {tasks} task(s){}, {} trial(s) each, for {} trial(s); output in {}",
-                if arrays.is_empty() { "submitted" } else { "resubmitted as" },
+                "submitted job array {job_id}: {tasks} task(s){}, {} trial(s) each, for {} {}trial(s); output in {}",
                 opts.spec
                     .max_parallel
                     .map_or(String::new(), |m| format!(" (at most {m} at once)")),
                 opts.spec.trials_per_task,
                 counts.claimable,
+                if arrays.is_empty() { "" } else { "new or returned " },
                 opts.log_dir.display()
             )));
             arrays.push(Array {
                 row,
                 job_id,
                 active: true,
+                missing: 0,
             });
             if opts.detach {
                 return Ok(SlurmOutcome {
