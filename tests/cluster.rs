@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{slaw, text};
-use slaw::store::scratch::{services_required, ScratchDb, REQUIRE_VAR};
+use slaw::store::scratch::{notice, services_required, ScratchDb, REQUIRE_VAR};
 use slaw::store::{now, Backend, Store, TrialRow};
 
 /// A database of `backend` with a temporary directory for sweep files and logs.
@@ -304,7 +304,9 @@ fn slurm_available(label: &str) -> bool {
             "{label}: {REQUIRE_VAR}=1 but SLAW_TEST_SLURM is not set: run scripts/start_services.sh"
         );
     }
-    eprintln!("{label}: skipped: SLAW_TEST_SLURM is not set (scripts/start_services.sh)");
+    notice(&format!(
+        "{label}: skipped: SLAW_TEST_SLURM is not set (scripts/start_services.sh)"
+    ));
     false
 }
 

@@ -105,13 +105,20 @@ pub fn postgres_url(label: &str) -> Option<String> {
                      run scripts/start_services.sh and export what it prints"
                 );
             }
-            eprintln!(
+            notice(&format!(
                 "{label}: skipped on PostgreSQL: {POSTGRES_VAR} is not set \
                  (scripts/start_services.sh starts a server and prints it)"
-            );
+            ));
             None
         }
     }
+}
+
+/// Prints `line` on standard error past the test harness's capture (a skipped test must say
+/// so where `cargo test` shows it).
+pub fn notice(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// `url` with its database name replaced by `name` (query string kept).
