@@ -552,3 +552,53 @@ async fn slurm_refusals_are_reported_and_detach_returns_at_once() {
     );
     drop(guard);
 }
+
+#[tokio::test]
+async fn every_command_works_on_postgres() {
+    let Some(c) = Cluster::new(Backend::Postgres, "every_command_postgres").await else {
+        return;
+    };
+    let url = c.db.url.clone();
+    let run = |args: &[&str]| {
+        let out = slaw()
+            .args(args)
+            .env("SLAW_DB", &url) // SLAW_DB instead of --db
+            .current_dir(c.dir.path())
+            .output()
+            .expect("slaw");
+        assert!(out.status.success(), "slaw {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = c.write("p.yaml", &sweep("pg", 2, "[0.003, 0.01, 0.03]", 1, ""));
+    let out = run(&["run", &file, "--jobs", "2", "--no-progress"]);
+    assert!(out.contains("6 completed") && out.contains("stored as fits"), "{out}");
+    assert!(out.contains("postgres://slaw:***@"), "{out}");
+    let status: serde_json::Value =
+        serde_json::from_str(&run(&["status", "--json"])).expect("status json");
+    assert_eq!(status[0]["counts"]["completed"], 6);
+    let out = run(&["fit", "--bootstrap", "20", "--method", "frontier"]);
+    assert!(out.contains("stored as fits"), "{out}");
+    let out = run(&["predict", "--params", "3k", "--epochs", "2"]);
+    assert!(out.contains("prediction at N = 3k"), "{out}");
+    // PostgreSQL's numeric (sum of bigint, round) and timestamps come back.
+    let out = run(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT size, sum(params) AS p, round(min(val_loss)::numeric, 2) AS best, \
+                to_timestamp(0) AT TIME ZONE 'UTC' AS t FROM results GROUP BY size ORDER BY size",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "size,p,best,t", "{out}");
+    assert!(lines[1].starts_with("a,1929,") && lines[1].ends_with(",1970-01-01 00:00:00"), "{out}");
+    let key = run(&["query", "--format", "csv", "SELECT key FROM trials LIMIT 1"]);
+    let key = key.lines().nth(1).expect("a key").to_string();
+    assert!(run(&["show", &key[..8]]).contains(&format!("trial {key}")));
+    let export = c.dir.path().join("export");
+    run(&["export", "--format", "csv", "--out", export.to_str().expect("utf-8")]);
+    let trials = std::fs::read_to_string(export.join("trials.csv")).expect("trials.csv");
+    assert_eq!(trials.lines().count(), 7);
+    let report = c.dir.path().join("r.html");
+    run(&["report", "--out", report.to_str().expect("utf-8")]);
+    assert!(std::fs::metadata(&report).expect("report").len() > 10_000);
+}

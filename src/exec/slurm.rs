@@ -468,6 +468,12 @@ pub async fn run_slurm(
         }
         let (total_flops, remaining_flops) = store.flops_remaining(opts.sweep_id).await?;
         let workers = queue.as_ref().map_or(0, |q| q.running(&active));
+        // Trials held by workers of our arrays (workers started by hand may hold others).
+        let held_by_ours = running
+            .iter()
+            .filter_map(|t| t.slurm_job.as_deref())
+            .filter(|task| task.split('_').next().is_some_and(|j| ours.contains(j)))
+            .count();
         observer.snapshot(&Snapshot {
             counts,
             running,
@@ -480,7 +486,7 @@ pub async fn run_slurm(
         });
         let done = match stopping {
             Some(t) => {
-                (!any_active && counts.running == 0)
+                (!any_active && held_by_ours == 0)
                     || t.elapsed().as_secs_f64() > 2.0 * opts.lease_seconds + 30.0
             }
             None => counts.claimable == 0 && counts.running == 0,
