@@ -571,7 +571,10 @@ async fn every_command_works_on_postgres() {
     };
     let file = c.write("p.yaml", &sweep("pg", 2, "[0.003, 0.01, 0.03]", 1, ""));
     let out = run(&["run", &file, "--jobs", "2", "--no-progress"]);
-    assert!(out.contains("6 completed") && out.contains("stored as fits"), "{out}");
+    assert!(
+        out.contains("6 completed") && out.contains("stored as fits"),
+        "{out}"
+    );
     assert!(out.contains("postgres://slaw:***@"), "{out}");
     let status: serde_json::Value =
         serde_json::from_str(&run(&["status", "--json"])).expect("status json");
@@ -590,12 +593,21 @@ async fn every_command_works_on_postgres() {
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "size,p,best,t", "{out}");
-    assert!(lines[1].starts_with("a,1929,") && lines[1].ends_with(",1970-01-01 00:00:00"), "{out}");
+    assert!(
+        lines[1].starts_with("a,1929,") && lines[1].ends_with(",1970-01-01 00:00:00"),
+        "{out}"
+    );
     let key = run(&["query", "--format", "csv", "SELECT key FROM trials LIMIT 1"]);
     let key = key.lines().nth(1).expect("a key").to_string();
     assert!(run(&["show", &key[..8]]).contains(&format!("trial {key}")));
     let export = c.dir.path().join("export");
-    run(&["export", "--format", "csv", "--out", export.to_str().expect("utf-8")]);
+    run(&[
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        export.to_str().expect("utf-8"),
+    ]);
     let trials = std::fs::read_to_string(export.join("trials.csv")).expect("trials.csv");
     assert_eq!(trials.lines().count(), 7);
     let report = c.dir.path().join("r.html");
