@@ -519,13 +519,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     };
     if matches!(device, ComputeDevice::Cuda(_)) {
         crate::exec::worker::install_device_panic_hook();
-        let cache = kernel_cache_dir();
-        if !slaw_train::trainer::set_kernel_cache(&cache) && !args.quiet {
-            eprintln!(
-                "slaw: warning: could not use {} for the kernel caches",
-                cache.display()
-            );
-        }
+        configure_kernel_cache(args.quiet);
     }
     let quiet = args.quiet;
     let mut log = move |event: WorkerEvent| {
@@ -591,6 +585,28 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Points a CUDA process at the kernel caches: `$SLAW_KERNEL_CACHE` selects the directory
+/// (`off`: CubeCL's defaults), `$SLAW_PTX_CACHE=off` keeps autotune results but not compiled
+/// kernels.
+pub(crate) fn configure_kernel_cache(quiet: bool) {
+    use slaw_train::trainer::{set_kernel_cache, KernelCache};
+    if std::env::var_os("SLAW_KERNEL_CACHE").is_some_and(|v| v == "off") {
+        return;
+    }
+    let which = if std::env::var_os("SLAW_PTX_CACHE").is_some_and(|v| v == "off") {
+        KernelCache::AutotuneOnly
+    } else {
+        KernelCache::All
+    };
+    let cache = kernel_cache_dir();
+    if !set_kernel_cache(&cache, which) && !quiet {
+        eprintln!(
+            "slaw: warning: could not use {} for the kernel caches",
+            cache.display()
+        );
+    }
 }
 
 /// Where CUDA workers keep Burn's autotune results and compiled kernels:

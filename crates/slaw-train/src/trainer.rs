@@ -47,13 +47,22 @@ impl std::fmt::Display for ComputeDevice {
 /// Whether this build can run on CUDA devices.
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
-/// Points CubeCL's autotune cache at `dir/autotune` and its compiled-kernel (PTX) cache at
-/// `dir/ptx`, so that every trial, worker process and run on this machine reuses the kernels
-/// tuned and compiled once per shape. Call before the first CUDA trial of the process; returns
-/// false when the configuration was already fixed (then CubeCL's defaults stay in use: the
-/// nearest `target/` or the user's cache directory for autotune, no PTX cache) or when built
-/// without CUDA.
-pub fn set_kernel_cache(dir: &std::path::Path) -> bool {
+/// Which of CubeCL's on-disk caches a CUDA process uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCache {
+    /// Autotune results and compiled kernels (PTX).
+    All,
+    /// Autotune results only; kernels are compiled again by every process.
+    AutotuneOnly,
+}
+
+/// Points CubeCL's autotune cache at `dir/autotune` and (with [`KernelCache::All`]) its
+/// compiled-kernel (PTX) cache at `dir/ptx`, so that every trial, worker process and run on this
+/// machine reuses the kernels tuned and compiled once per shape. Call before the first CUDA
+/// trial of the process; returns false when the configuration was already fixed (then CubeCL's
+/// defaults stay in use: the nearest `target/` or the user's cache directory for autotune, no
+/// PTX cache) or when built without CUDA.
+pub fn set_kernel_cache(dir: &std::path::Path, which: KernelCache) -> bool {
     #[cfg(feature = "cuda")]
     {
         use burn::cubecl::config::cache::CacheConfig;
@@ -64,12 +73,14 @@ pub fn set_kernel_cache(dir: &std::path::Path) -> bool {
         }
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
         config.autotune.cache = CacheConfig::File(autotune);
-        config.compilation.cache = Some(CacheConfig::File(ptx));
+        if which == KernelCache::All {
+            config.compilation.cache = Some(CacheConfig::File(ptx));
+        }
         std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config)).is_ok()
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = dir;
+        let _ = (dir, which);
         false
     }
 }
