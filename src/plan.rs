@@ -79,6 +79,8 @@ fn family(model: &ModelConfig) -> &'static str {
     match model {
         ModelConfig::Mlp(_) => "mlp",
         ModelConfig::Vit(_) => "vit",
+        ModelConfig::Convnet(_) => "convnet",
+        ModelConfig::Aim(_) => "aim",
     }
 }
 

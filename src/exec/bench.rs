@@ -138,6 +138,7 @@ pub fn step_time(spec: &BenchSpec, device: &ComputeDevice) -> Result<BenchResult
             warmup: 0.05,
             schedule: Schedule::Cosine,
             grad_clip: spec.grad_clip,
+            agc: None,
         },
         epochs: spec.steps as f64 * spec.batch as f64 / train_examples as f64,
         batch_size: spec.batch,

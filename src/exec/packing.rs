@@ -37,6 +37,29 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
             // units and their activation (≈ 16·d per token), plus scores and softmax (2·h·t²).
             batch * l * (16 * t * d + 3 * h * t * t) * elem
         }
+        ModelConfig::Aim(a) => {
+            let t = cost.tokens_per_example;
+            let (d, l, h) = (
+                a.width as u64,
+                (a.depth + a.head_depth) as u64,
+                a.heads as u64,
+            );
+            // As the ViT, with the head's blocks counted as blocks, plus the per-example masks.
+            batch * (l * (16 * t * d + 3 * h * t * t) + t * t) * elem
+        }
+        ModelConfig::Convnet(c) => {
+            // Per block: about six feature maps of the stage's size (two convolutions, their
+            // inputs, activations and the residual sum); stages halve the area and double the
+            // channels, so every stage costs about half the previous one.
+            let area = shape.height as u64 * shape.width as u64;
+            let blocks: u64 = c
+                .depths
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (n as u64 * area * c.stage_width(i) as u64) >> (2 * i))
+                .sum();
+            batch * (6 * blocks + 2 * area * c.width as u64) * elem
+        }
     };
     // The training and validation sets live on the device.
     let examples = (config.data.train_examples() + config.data.validation_examples()) as u64;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use slaw_train::config::{
-    Activation, DataConfig, EvalConfig, FashionSource, MlpConfig, ModelConfig, OptimConfig,
-    Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
+    Activation, AimConfig, ConvNetConfig, DataConfig, EvalConfig, FashionSource, MlpConfig,
+    ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
 };
 
 pub use locate::{Locator, Position};
@@ -126,6 +126,19 @@ enum Family {
     #[default]
     Mlp,
     Vit,
+    Convnet,
+    Aim,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Mlp => "mlp",
+            Family::Vit => "vit",
+            Family::Convnet => "convnet",
+            Family::Aim => "aim",
+        }
+    }
 }
 
 /// Declares the architecture fields shared by `model:` (family-wide values) and each entry of
@@ -147,6 +160,9 @@ macro_rules! arch_struct {
             parallel_block: Option<bool>,
             bias: Option<bool>,
             activation: Option<Activation>,
+            depths: Option<Vec<usize>>,
+            alpha: Option<f64>,
+            head_depth: Option<usize>,
         }
 
         impl $name {
@@ -154,7 +170,7 @@ macro_rules! arch_struct {
             fn written(&self) -> Vec<&'static str> {
                 let mut out = Vec::new();
                 arch_struct!(@push self out width depth heads mlp_dim mlp_ratio patch pool qk_norm
-                             parallel_block bias activation);
+                             parallel_block bias activation depths alpha head_depth);
                 out
             }
         }
@@ -175,8 +191,24 @@ fn foreign_fields(family: Family) -> &'static [&'static str] {
             "pool",
             "qk_norm",
             "parallel_block",
+            "depths",
+            "alpha",
+            "head_depth",
         ],
-        Family::Vit => &["activation"],
+        Family::Vit => &["activation", "depths", "alpha", "head_depth"],
+        Family::Convnet => &[
+            "depth",
+            "heads",
+            "mlp_dim",
+            "mlp_ratio",
+            "patch",
+            "pool",
+            "qk_norm",
+            "parallel_block",
+            "bias",
+            "head_depth",
+        ],
+        Family::Aim => &["activation", "depths", "alpha", "pool", "parallel_block"],
     }
 }
 
@@ -201,6 +233,8 @@ struct TrainSection {
     schedule: Option<Schedule>,
     #[serde(default)]
     grad_clip: Option<f64>,
+    #[serde(default)]
+    agc: Option<f64>,
     #[serde(default)]
     precision: Option<Precision>,
 }
@@ -576,6 +610,9 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
             format!("the warm-up is a fraction of the budget in [0, 1), got {warmup}"),
         );
     }
+    if let Some(c) = t.agc {
+        f.positive("train.agc", c, "the adaptive clipping threshold");
+    }
     if let Some(c) = t.grad_clip {
         f.positive("train.grad_clip", c, "the gradient-norm clip");
     }
@@ -616,6 +653,7 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
             warmup,
             schedule: t.schedule.unwrap_or(Schedule::Cosine),
             grad_clip: t.grad_clip,
+            agc: t.agc,
         },
         precision: t.precision.unwrap_or(Precision::F32),
         eval,
@@ -740,10 +778,7 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
     }
     let mut names = HashSet::new();
     let shape = data.input_shape();
-    let family_name = match m.family {
-        Family::Mlp => "mlp",
-        Family::Vit => "vit",
-    };
+    let family_name = m.family.name();
     let foreign = foreign_fields(m.family);
     for field in m.written().into_iter().filter(|f| foreign.contains(f)) {
         f.add(
@@ -788,18 +823,22 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
             }
         };
         let width = need("width", s.width.or(m.width), 1);
-        let depth = need("depth", s.depth.or(m.depth), 1);
         let bias = s.bias.or(m.bias).unwrap_or(true);
         let model = match m.family {
             Family::Mlp => ModelConfig::Mlp(MlpConfig {
                 width,
-                depth,
+                depth: need("depth", s.depth.or(m.depth), 1),
                 activation: s.activation.or(m.activation).unwrap_or(Activation::Gelu),
                 bias,
             }),
-            Family::Vit => {
+            Family::Vit | Family::Aim => {
+                let depth = need("depth", s.depth.or(m.depth), 1);
                 let patch = need("patch", s.patch.or(m.patch), 1);
                 let heads = need("heads", s.heads.or(m.heads), 1);
+                let head_depth = match m.family {
+                    Family::Aim => need("head_depth", s.head_depth.or(m.head_depth).or(Some(2)), 1),
+                    _ => 0,
+                };
                 if patch > 0 && (shape.height % patch != 0 || shape.width % patch != 0) {
                     f.add(
                         format!("{p}.patch"),
@@ -807,6 +846,14 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                             "a patch of {patch} does not tile {}×{} images",
                             shape.height, shape.width
                         ),
+                    );
+                } else if m.family == Family::Aim
+                    && patch > 0
+                    && (shape.height / patch) * (shape.width / patch) < 2
+                {
+                    f.add(
+                        format!("{p}.patch"),
+                        "AIM needs at least two patches per image to predict the next one",
                     );
                 }
                 if heads > 0 && width % heads != 0 {
@@ -829,16 +876,74 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                     }
                     (None, None) => 4 * width,
                 };
-                ModelConfig::Vit(VitConfig {
-                    patch,
+                let qk_norm = s.qk_norm.or(m.qk_norm).unwrap_or(false);
+                if m.family == Family::Aim {
+                    ModelConfig::Aim(AimConfig {
+                        patch,
+                        width,
+                        depth,
+                        heads,
+                        mlp_dim,
+                        head_depth,
+                        qk_norm,
+                        bias,
+                    })
+                } else {
+                    ModelConfig::Vit(VitConfig {
+                        patch,
+                        width,
+                        depth,
+                        heads,
+                        mlp_dim,
+                        pool: s.pool.or(m.pool).unwrap_or(Pool::Cls),
+                        qk_norm,
+                        parallel_block: s.parallel_block.or(m.parallel_block).unwrap_or(false),
+                        bias,
+                    })
+                }
+            }
+            Family::Convnet => {
+                let depths = s.depths.clone().or_else(|| m.depths.clone());
+                let depths = match depths {
+                    None => {
+                        f.add(
+                            format!("{p}.depths"),
+                            "missing: set depths (blocks per stage, e.g. [1, 2, 6, 3]) on the size or on model",
+                        );
+                        vec![1]
+                    }
+                    Some(d) if d.is_empty() => {
+                        f.add(format!("{p}.depths"), "needs at least one stage");
+                        vec![1]
+                    }
+                    Some(d) => {
+                        if let Some(i) = d.iter().position(|&n| n == 0) {
+                            f.add(
+                                format!("{p}.depths[{i}]"),
+                                "every stage needs at least one block",
+                            );
+                        }
+                        if d.len() > 6 {
+                            f.add(
+                                format!("{p}.depths"),
+                                format!(
+                                    "{} stages halve {}×{} images below one pixel",
+                                    d.len(),
+                                    shape.height,
+                                    shape.width
+                                ),
+                            );
+                        }
+                        d
+                    }
+                };
+                let alpha = s.alpha.or(m.alpha).unwrap_or(0.2);
+                f.positive(&format!("{p}.alpha"), alpha, "the residual scale alpha");
+                ModelConfig::Convnet(ConvNetConfig {
                     width,
-                    depth,
-                    heads,
-                    mlp_dim,
-                    pool: s.pool.or(m.pool).unwrap_or(Pool::Cls),
-                    qk_norm: s.qk_norm.or(m.qk_norm).unwrap_or(false),
-                    parallel_block: s.parallel_block.or(m.parallel_block).unwrap_or(false),
-                    bias,
+                    depths,
+                    alpha,
+                    activation: s.activation.or(m.activation).unwrap_or(Activation::Relu),
                 })
             }
         };

@@ -187,3 +187,98 @@ fn shipped_sweeps_are_valid() {
     }
     assert!(n >= 2);
 }
+
+const CONVNET: &str = "\
+name: nf
+data:
+  dataset: fashion-mnist
+  validation: 2000
+model:
+  family: convnet
+  sizes:
+    - {name: f0, width: 8, depths: [1, 2]}
+    - {name: f1, width: 8, depths: [2, 4], alpha: 0.1, activation: gelu}
+train:
+  epochs: [1]
+  lr: {values: [0.4]}
+  batch_size: 64
+  optimizer: {name: sgd, momentum: 0.9, nesterov: true}
+  agc: 0.16
+";
+
+#[test]
+fn convnet_sizes_and_agc_resolve() {
+    let s = parse(CONVNET, "x.yaml").unwrap();
+    let ModelConfig::Convnet(f0) = &s.sizes[0].model else {
+        panic!()
+    };
+    assert_eq!(f0.depths, vec![1, 2]);
+    assert_eq!((f0.alpha, f0.activation), (0.2, Activation::Relu));
+    let ModelConfig::Convnet(f1) = &s.sizes[1].model else {
+        panic!()
+    };
+    assert_eq!((f1.alpha, f1.activation), (0.1, Activation::Gelu));
+    assert_eq!(s.optim.agc, Some(0.16));
+}
+
+#[test]
+fn convnet_settings_of_other_families_are_errors_with_lines() {
+    let text = CONVNET.replace(
+        "{name: f0, width: 8, depths: [1, 2]}",
+        "{name: f0, width: 8, heads: 2}",
+    );
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        msgs.iter().any(|m| m.starts_with("x.yaml:8:")
+            && m.contains("model.sizes[0].heads: not a setting of the convnet family")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.sizes[0].depths: missing")),
+        "{msgs:?}"
+    );
+    let text = CONVNET.replace("depths: [1, 2]}", "depths: [1, 0]}");
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.sizes[0].depths[1]: every stage needs at least one block")),
+        "{msgs:?}"
+    );
+    let text = CONVNET.replace("agc: 0.16", "agc: -1");
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(msgs.iter().any(|m| m.contains("train.agc")), "{msgs:?}");
+}
+
+#[test]
+fn aim_sizes_resolve_and_need_two_patches() {
+    let text = GOOD
+        .replace("family: vit", "family: aim\n  head_depth: 3")
+        .replace("  qk_norm: true\n", "");
+    let s = parse(&text, "x.yaml").unwrap();
+    let ModelConfig::Aim(a) = &s.sizes[1].model else {
+        panic!()
+    };
+    assert_eq!(
+        (a.width, a.depth, a.heads, a.head_depth, a.patch),
+        (64, 3, 2, 3, 7)
+    );
+    let msgs: Vec<String> = problems(&text.replace("patch: 7", "patch: 28"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("at least two patches")),
+        "{msgs:?}"
+    );
+    // Pooling is a classifier's setting.
+    let msgs: Vec<String> = problems(&text.replace("head_depth: 3", "head_depth: 3\n  pool: mean"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.pool: not a setting of the aim family")),
+        "{msgs:?}"
+    );
+}

@@ -850,8 +850,16 @@ mod tests {
         assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
         let first = rec.progress.first().unwrap().train_loss;
         let last = rec.evals.last().unwrap();
-        assert!(last.val_loss < 0.9 * first, "{} !< 0.9 × {first}", last.val_loss);
-        assert!(last.val_accuracy > 0.3, "probe accuracy {}", last.val_accuracy);
+        assert!(
+            last.val_loss < 0.9 * first,
+            "{} !< 0.9 × {first}",
+            last.val_loss
+        );
+        assert!(
+            last.val_accuracy > 0.3,
+            "probe accuracy {}",
+            last.val_accuracy
+        );
     }
 
     #[test]
