@@ -401,7 +401,7 @@ fn validate(file: &Path) -> Result<ExitCode> {
         "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {} training FLOPs",
         file.display(),
         spec.name,
-        spec.sizes.len(),
+        spec.size_count(),
         spec.epochs.len(),
         spec.seeds.len(),
         plan.trials.len(),
@@ -517,7 +517,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         identity: crate::store::worker_identity(),
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
     };
-    if matches!(device, ComputeDevice::Cuda(_)) {
+    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();
         let cache = kernel_cache_dir();
         if !slaw_train::trainer::set_kernel_cache(&cache) && !args.quiet {
@@ -726,8 +726,8 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
         Some(path) => (format!("csv:{}", path.display()), None),
         None => {
             let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
-            let per_epoch = sweep.spec()?.data.train_examples() as f64;
-            (format!("sweep:{}", sweep.name), Some(per_epoch))
+            let per_epoch = sweep.spec()?.examples_per_epoch();
+            (format!("sweep:{}", sweep.name), per_epoch)
         }
     };
     let report = analysis::load_report(&store, &source).await?;
@@ -738,7 +738,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
                 (Some(d), _) => d,
                 (None, Some(e)) => {
                     let Some(per_epoch) = per_epoch else {
-                        bail!("--epochs needs a sweep (its training split); give --examples for imported fits");
+                        bail!("--epochs needs the examples in an epoch (a sweep of slaw's trainer, or train.examples_per_epoch in a command sweep); give --examples");
                     };
                     e * per_epoch
                 }
