@@ -397,16 +397,23 @@ fn validate(file: &Path) -> Result<ExitCode> {
     } else {
         "trials"
     };
+    let flops = if plan.totals.flops == 0.0 && spec.command().is_some() {
+        "training FLOPs reported by the command".to_string()
+    } else {
+        format!("{} training FLOPs", format::si(plan.totals.flops))
+    };
     println!(
-        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {} training FLOPs",
+        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {flops}",
         file.display(),
         spec.name,
         spec.size_count(),
         spec.epochs.len(),
         spec.seeds.len(),
         plan.trials.len(),
-        format::si(plan.totals.flops)
     );
+    if let Some(job) = plan.trials.first().and_then(|t| t.config.command()) {
+        println!("first trial runs: {}", job.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
