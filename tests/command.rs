@@ -41,7 +41,11 @@ fn pids(dir: &Path) -> Vec<(String, i32)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let pid = std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()?;
+            let pid = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
             Some((name, pid))
         })
         .collect()
@@ -125,7 +129,13 @@ retries: {{failed: 0}}
             script()
         ),
     );
-    let out = sb.run(&["run", file.to_str().unwrap(), "--jobs", "2", "--no-progress"]);
+    let out = sb.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--no-progress",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let trials = sb.trials("cmd").await;
     assert_eq!(trials.len(), 24);
@@ -133,7 +143,11 @@ retries: {{failed: 0}}
         if t.lr == 1.0 {
             // NaN, then a 60 s sleep: slaw ends the script at once.
             assert_eq!(t.state, TrialState::Diverged, "{t:#?}");
-            assert!(t.error.as_deref().unwrap().contains("non-finite train_loss"));
+            assert!(t
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("non-finite train_loss"));
             assert!(t.wall_seconds.unwrap() < 20.0, "{t:#?}");
         } else {
             assert_eq!(t.state, TrialState::Completed, "{t:#?}");
@@ -185,9 +199,15 @@ retries: {{failed: 0}}
         .collect();
     store.close().await;
     let has = |stream: &str, line: &str| logs.iter().any(|(s, l)| s == stream && l == line);
-    assert!(has("stdout", "starting: this line is not JSON"), "{logs:#?}");
+    assert!(
+        has("stdout", "starting: this line is not JSON"),
+        "{logs:#?}"
+    );
     assert!(has("stdout", "[1, 2, 3]"), "{logs:#?}");
-    assert!(has("stdout", r#"{"step": "ten", "train_loss": 1}"#), "{logs:#?}");
+    assert!(
+        has("stdout", r#"{"step": "ten", "train_loss": 1}"#),
+        "{logs:#?}"
+    );
     assert!(
         logs.iter()
             .any(|(s, l)| s == "slaw" && l.contains("step must be a whole number")),
@@ -275,7 +295,11 @@ retries: {{failed: 1}}
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let trials = sb.trials("crash").await;
     let t = &trials[0];
-    assert_eq!((t.state, t.attempts), (TrialState::Failed, 2), "retried once");
+    assert_eq!(
+        (t.state, t.attempts),
+        (TrialState::Failed, 2),
+        "retried once"
+    );
     let error = t.error.as_deref().unwrap();
     assert!(error.contains("the command failed: exit code 1"), "{error}");
     assert!(error.contains("about to fail"), "{error}");
@@ -309,7 +333,13 @@ retries: {{failed: 0}}
     );
     let started = Instant::now();
     let out = slaw()
-        .args(["run", file.to_str().unwrap(), "--jobs", "2", "--no-progress"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--jobs",
+            "2",
+            "--no-progress",
+        ])
         .arg("--db")
         .arg(sb.db())
         .env("PID_DIR", &pid_dir)
@@ -317,7 +347,11 @@ retries: {{failed: 0}}
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
     let trials = sb.trials("limits").await;
     let by = |name: &str| trials.iter().find(|t| t.size_name == name).unwrap();
     let silent = by("silent");
@@ -357,9 +391,12 @@ train: {{epochs: [1], lr: {{values: [0.005, 0.01, 0.02]}}}}
     // kill -9 of `slaw run`: its worker gets SIGTERM from the kernel, stops the script and
     // gives the trial back.
     let mut run = start(&sb, &["run", file, "--no-progress"], &pid_dir);
-    wait_for(&sb, "k", "a completed and a running trial", |done, running| {
-        done >= 1 && running >= 1
-    })
+    wait_for(
+        &sb,
+        "k",
+        "a completed and a running trial",
+        |done, running| done >= 1 && running >= 1,
+    )
     .await;
     kill9(&mut run);
     wait_for(&sb, "k", "the orphaned worker to let go", |_, running| {

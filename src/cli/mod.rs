@@ -281,7 +281,7 @@ enum QueryFormat {
 struct QueryArgs {
     #[command(flatten)]
     db: DbArg,
-    /// The SQL (tables: sweeps, trials, metrics, trial_events, fits; views: results, curves).
+    /// The SQL (tables: sweeps, trials, metrics, trial_events, trial_logs, fits; views: results, curves).
     sql: String,
     /// Output format (table on the terminal by default).
     #[arg(long, value_enum, default_value = "table")]

@@ -195,9 +195,8 @@ pub async fn run_worker(
             key: claimed.key.clone(),
             attempt: claimed.attempt,
         });
-        if !sweeps.contains_key(&claimed.sweep_id) {
-            let info = sweep_info(store, claimed.sweep_id).await?;
-            sweeps.insert(claimed.sweep_id, info);
+        if let std::collections::hash_map::Entry::Vacant(e) = sweeps.entry(claimed.sweep_id) {
+            e.insert(sweep_info(store, claimed.sweep_id).await?);
         }
         let info = &sweeps[&claimed.sweep_id];
         let event = match &claimed.config {

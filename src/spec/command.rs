@@ -591,13 +591,12 @@ fn check_templates(name: &str, spec: &CommandSpec, axes: &super::Axes, f: &mut F
         }
     }
     let uses = |field: &str| used.contains_key(field);
-    if axes.lrs.as_ref().is_some_and(|l| l.len() > 1) || axes.adaptive.is_some() {
-        if !uses("lr") {
-            f.add(
-                "train.lr",
-                "the command never uses {lr}: every learning rate would run the same command",
-            );
-        }
+    let several_lrs = axes.lrs.as_ref().is_some_and(|l| l.len() > 1) || axes.adaptive.is_some();
+    if several_lrs && !uses("lr") {
+        f.add(
+            "train.lr",
+            "the command never uses {lr}: every learning rate would run the same command",
+        );
     }
     if axes.epochs.len() > 1 && !uses("epochs") && !uses("examples") {
         f.add(
