@@ -548,7 +548,11 @@ pub async fn run_command_trial(
         }
         Some(End::Diverged) | None => {
             if status.is_some_and(|s| s.success()) {
-                (TrialState::Completed, None, false)
+                let note = rec.tracker.val_loss.is_none().then(|| {
+                    "the command exited 0 without reporting val_loss: the fits leave this trial out"
+                        .to_string()
+                });
+                (TrialState::Completed, note, false)
             } else {
                 let what = format!("the command failed: {}", describe(status));
                 (TrialState::Failed, Some(rec.failure(&what)), false)
