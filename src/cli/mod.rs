@@ -281,7 +281,7 @@ enum QueryFormat {
 struct QueryArgs {
     #[command(flatten)]
     db: DbArg,
-    /// The SQL (tables: sweeps, trials, metrics, trial_events, fits; views: results, curves).
+    /// The SQL (tables: sweeps, trials, metrics, trial_events, trial_logs, fits; views: results, curves).
     sql: String,
     /// Output format (table on the terminal by default).
     #[arg(long, value_enum, default_value = "table")]
@@ -397,16 +397,23 @@ fn validate(file: &Path) -> Result<ExitCode> {
     } else {
         "trials"
     };
+    let flops = if plan.totals.flops == 0.0 && spec.command().is_some() {
+        "training FLOPs reported by the command".to_string()
+    } else {
+        format!("{} training FLOPs", format::si(plan.totals.flops))
+    };
     println!(
-        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {} training FLOPs",
+        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {flops}",
         file.display(),
         spec.name,
-        spec.sizes.len(),
+        spec.size_count(),
         spec.epochs.len(),
         spec.seeds.len(),
         plan.trials.len(),
-        format::si(plan.totals.flops)
     );
+    if let Some(job) = plan.trials.first().and_then(|t| t.config.command()) {
+        println!("first trial runs: {}", job.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -517,7 +524,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         identity: crate::store::worker_identity(),
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
     };
-    if matches!(device, ComputeDevice::Cuda(_)) {
+    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();
         configure_kernel_cache(args.quiet);
     }
@@ -742,8 +749,8 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
         Some(path) => (format!("csv:{}", path.display()), None),
         None => {
             let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
-            let per_epoch = sweep.spec()?.data.train_examples() as f64;
-            (format!("sweep:{}", sweep.name), Some(per_epoch))
+            let per_epoch = sweep.spec()?.examples_per_epoch();
+            (format!("sweep:{}", sweep.name), per_epoch)
         }
     };
     let report = analysis::load_report(&store, &source).await?;
@@ -754,7 +761,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
                 (Some(d), _) => d,
                 (None, Some(e)) => {
                     let Some(per_epoch) = per_epoch else {
-                        bail!("--epochs needs a sweep (its training split); give --examples for imported fits");
+                        bail!("--epochs needs the examples in an epoch (a sweep of slaw's trainer, or train.examples_per_epoch in a command sweep); give --examples");
                     };
                     e * per_epoch
                 }

@@ -1,10 +1,12 @@
-//! Running trials: the worker loop (claim → train → record) and the local executor that runs
-//! one worker process per job slot on this machine. Which trials are claimable is the store's
-//! business; this module only runs what it is given.
+//! Running trials: the worker loop (claim → train → record), command trainers and their line
+//! protocol, and the local executor that runs one worker process per job slot on this machine.
+//! Which trials are claimable is the store's business; this module only runs what it is given.
 
 pub mod bench;
+pub mod command;
 pub mod local;
 pub mod packing;
+pub mod protocol;
 pub mod worker;
 
 use slaw_train::ComputeDevice;

@@ -112,7 +112,8 @@ pub fn layout(
         PerDevice::Count(k) => k as usize,
         PerDevice::Auto => {
             let plan = expand(spec);
-            let configs: Vec<&TrialConfig> = plan.trials.iter().map(|t| &t.config).collect();
+            let configs: Vec<&TrialConfig> =
+                plan.trials.iter().filter_map(|t| t.config.burn()).collect();
             let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
             per_device(&configs, smallest)
         }
@@ -167,8 +168,8 @@ train:
     #[test]
     fn bigger_models_need_more_memory_and_pack_fewer() {
         let plan = expand(&parse(SWEEP, "p.yaml").unwrap());
-        let small = &plan.trials[0].config;
-        let large = &plan.trials[1].config;
+        let small = plan.trials[0].config.burn().unwrap();
+        let large = plan.trials[1].config.burn().unwrap();
         let (ms, ml) = (trial_memory(small), trial_memory(large));
         assert!(
             ms > PROCESS_OVERHEAD && ml > 4 * (ms - PROCESS_OVERHEAD),

@@ -5,7 +5,9 @@
 //! seeds) and every default filled in, ready for `plan` to expand. This module knows nothing of
 //! the database or of training. serde_yaml (deprecated upstream) is used only here.
 
+mod command;
 mod locate;
+pub mod template;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,6 +19,7 @@ use slaw_train::config::{
     ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
 };
 
+pub use command::{CommandSize, CommandSpec};
 pub use locate::{Locator, Position};
 
 /// One problem in a sweep file, with its place.
@@ -76,6 +79,10 @@ struct SweepFile {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// `burn` (the default); `command` files are read by [`command::CommandSweepFile`].
+    #[serde(default)]
+    #[allow(dead_code)]
+    trainer: Option<TrainerName>,
     data: DataSection,
     model: ModelSection,
     train: TrainSection,
@@ -92,6 +99,20 @@ struct SweepFile {
 struct ExecutionSection {
     /// A count, or `auto`.
     per_device: Option<serde_yaml::Value>,
+    /// Seconds (or `90s`, `15m`, `2h`) a command trial may run.
+    timeout: Option<serde_yaml::Value>,
+    /// Seconds (or `90s`, `15m`, `2h`) a command trial may stay silent.
+    heartbeat_timeout: Option<serde_yaml::Value>,
+}
+
+/// Which program trains the trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TrainerName {
+    /// slaw's own Burn trainer.
+    Burn,
+    /// Any program, started once per trial (`command:`).
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -381,18 +402,21 @@ pub struct ModelSize {
 }
 
 /// A validated sweep with every default resolved.
+///
+/// The axes (epochs, learning rates, seeds), retries and packing are common to every trainer;
+/// the data set, architecture and optimiser of slaw's own trainer, or the command line of an
+/// external one, are in [`Trainer`]. The JSON form (stored in `sweeps.spec_json`) keeps the
+/// trainer's fields at the top level, so that sweeps stored before command trainers existed
+/// still read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSpec {
     /// Unique name of the sweep in the store.
     pub name: String,
     /// Free text.
     pub description: Option<String>,
-    /// The data set and split.
-    pub data: DataConfig,
-    /// Directory of the Fashion-MNIST train split, when the sweep names one.
-    pub data_path: Option<PathBuf>,
-    /// The model-size axis, in the order written.
-    pub sizes: Vec<ModelSize>,
+    /// What trains the trials, with its settings.
+    #[serde(flatten)]
+    pub trainer: Trainer,
     /// The epoch-budget axis.
     pub epochs: Vec<f64>,
     /// The learning-rate axis, ascending (with `adaptive`: the smallest model's coarse grid).
@@ -402,6 +426,33 @@ pub struct SweepSpec {
     pub adaptive: Option<AdaptiveLr>,
     /// The seed axis.
     pub seeds: Vec<u64>,
+    /// Retry limits per final state.
+    pub retries: Retries,
+    /// Trials run at once on each GPU.
+    #[serde(default)]
+    pub per_device: PerDevice,
+}
+
+/// The trainer of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Trainer {
+    /// slaw's Burn trainer.
+    Burn(BurnSpec),
+    /// An external program, started once per trial (`trainer: command`).
+    Command(CommandSpec),
+}
+
+/// The settings of slaw's Burn trainer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BurnSpec {
+    /// The data set and split.
+    pub data: DataConfig,
+    /// Directory of the Fashion-MNIST train split, when the sweep names one.
+    #[serde(default)]
+    pub data_path: Option<PathBuf>,
+    /// The model-size axis, in the order written.
+    pub sizes: Vec<ModelSize>,
     /// Examples per step.
     pub batch_size: usize,
     /// Optimiser and schedule; `lr` is set per trial.
@@ -410,11 +461,64 @@ pub struct SweepSpec {
     pub precision: Precision,
     /// Evaluation cadence.
     pub eval: EvalConfig,
-    /// Retry limits per final state.
-    pub retries: Retries,
-    /// Trials run at once on each GPU.
-    #[serde(default)]
-    pub per_device: PerDevice,
+}
+
+impl SweepSpec {
+    /// The Burn trainer's settings, for sweeps it trains.
+    pub fn burn(&self) -> Option<&BurnSpec> {
+        match &self.trainer {
+            Trainer::Burn(b) => Some(b),
+            Trainer::Command(_) => None,
+        }
+    }
+
+    /// The command trainer's settings, for `trainer: command` sweeps.
+    pub fn command(&self) -> Option<&CommandSpec> {
+        match &self.trainer {
+            Trainer::Command(c) => Some(c),
+            Trainer::Burn(_) => None,
+        }
+    }
+
+    /// Number of model sizes.
+    pub fn size_count(&self) -> usize {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.len(),
+            Trainer::Command(c) => c.sizes.len(),
+        }
+    }
+
+    /// Name of the size at `index`.
+    pub fn size_name(&self, index: usize) -> &str {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.get(index).map_or("", |s| s.name.as_str()),
+            Trainer::Command(c) => c.sizes.get(index).map_or("", |s| s.name.as_str()),
+        }
+    }
+
+    /// Parameters of the size at `index`: counted for slaw's models, as declared in the file
+    /// for command trainers (`None` when the script reports them).
+    pub fn size_params(&self, index: usize) -> Option<u64> {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.get(index).map(|s| {
+                slaw_train::cost::model_cost(&s.model, &b.data.input_shape()).params_total
+            }),
+            Trainer::Command(c) => c.sizes.get(index).and_then(|s| s.params),
+        }
+    }
+
+    /// Training examples in one epoch, when known (a command sweep may not say).
+    pub fn examples_per_epoch(&self) -> Option<f64> {
+        match &self.trainer {
+            Trainer::Burn(b) => Some(b.data.train_examples() as f64),
+            Trainer::Command(c) => c.examples_per_epoch.map(|e| e as f64),
+        }
+    }
+
+    /// Where slaw's trainer reads the Fashion-MNIST train split from, when the file says.
+    pub fn data_path(&self) -> Option<&Path> {
+        self.burn().and_then(|b| b.data_path.as_deref())
+    }
 }
 
 /// How many trials share one GPU.
@@ -489,31 +593,14 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
         path,
         message,
     };
-    let raw: SweepFile =
-        match serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)) {
-            Ok(raw) => raw,
-            Err(err) => {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                let locator = Locator::new(text);
-                let position = inner
-                    .location()
-                    .map(|l| Position {
-                        line: l.line(),
-                        column: l.column(),
-                    })
-                    .unwrap_or_else(|| locator.value(&path));
-                let message = strip_path(&strip_location(&inner.to_string()), &path);
-                let path = if path == "." {
-                    "(top level)".to_string()
-                } else {
-                    path
-                };
-                return Err(SpecError::Invalid(vec![problem(position, path, message)]));
-            }
-        };
     let mut findings = Findings::default();
-    let spec = resolve(raw, &mut findings);
+    let spec = if is_command_file(text) {
+        let raw: command::CommandSweepFile = deserialize(text, file)?;
+        command::resolve(raw, &mut findings)
+    } else {
+        let raw: SweepFile = deserialize(text, file)?;
+        resolve(raw, &mut findings)
+    };
     if findings.0.is_empty() {
         if let Some(spec) = spec {
             return Ok(spec);
@@ -527,6 +614,47 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
             .map(|(path, message)| problem(locator.value(&path), path, message))
             .collect(),
     ))
+}
+
+/// Whether the file says `trainer: command` (its schema differs from slaw's own trainer's).
+fn is_command_file(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        trainer: Option<serde_yaml::Value>,
+    }
+    serde_yaml::from_str::<Probe>(text)
+        .ok()
+        .and_then(|p| p.trainer)
+        .is_some_and(|t| t.as_str() == Some("command"))
+}
+
+/// The file as written, or its first schema error with path and position.
+fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let locator = Locator::new(text);
+        let position = inner
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or_else(|| locator.value(&path));
+        let message = strip_path(&strip_location(&inner.to_string()), &path);
+        let path = if path == "." {
+            "(top level)".to_string()
+        } else {
+            path
+        };
+        SpecError::Invalid(vec![Problem {
+            file: file.to_string(),
+            position,
+            path,
+            message,
+        }])
+    })
 }
 
 /// serde_yaml starts its messages with the path of the enclosing mapping, which is reported
@@ -546,42 +674,78 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
-    if raw.name.is_empty()
-        || !raw
-            .name
+/// The sweep name is used in paths and SQL filters: a restricted alphabet.
+fn check_name(name: &str, f: &mut Findings) {
+    if name.is_empty()
+        || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         f.add(
             "name",
-            format!(
-                "sweep names use letters, digits, '-', '_' and '.', got {:?}",
-                raw.name
-            ),
+            format!("sweep names use letters, digits, '-', '_' and '.', got {name:?}"),
         );
     }
-    let (data, data_path) = resolve_data(&raw.data, f);
-    let sizes = resolve_model(&raw.model, &data, f);
-    let t = &raw.train;
+}
 
-    if t.epochs.is_empty() {
+/// The axes every trainer shares: epoch budgets, learning rates (or an adaptive search), seeds.
+struct Axes {
+    epochs: Vec<f64>,
+    lrs: Option<Vec<f64>>,
+    adaptive: Option<AdaptiveLr>,
+    seeds: Vec<u64>,
+}
+
+fn resolve_axes(
+    epochs: &[f64],
+    lr: &LrSection,
+    seeds: Option<&Vec<u64>>,
+    f: &mut Findings,
+) -> Axes {
+    if epochs.is_empty() {
         f.add("train.epochs", "the epoch-budget axis is empty");
     }
-    for (i, e) in t.epochs.iter().enumerate() {
+    for (i, e) in epochs.iter().enumerate() {
         f.positive(&format!("train.epochs[{i}]"), *e, "an epoch budget");
     }
-    let epochs = dedup_sorted(&t.epochs, "train.epochs", f);
-    let (lrs, adaptive) = match resolve_lr(&t.lr, f) {
+    let epochs = dedup_sorted(epochs, "train.epochs", f);
+    let (lrs, adaptive) = match resolve_lr(lr, f) {
         Some((l, a)) => (Some(l), a),
         None => (None, None),
     };
-    let seeds = t.seeds.clone().unwrap_or_else(|| vec![0]);
+    let seeds = seeds.cloned().unwrap_or_else(|| vec![0]);
     if seeds.is_empty() {
         f.add("train.seeds", "the seed axis is empty");
     }
     if seeds.iter().collect::<HashSet<_>>().len() != seeds.len() {
         f.add("train.seeds", "a seed appears twice");
+    }
+    Axes {
+        epochs,
+        lrs,
+        adaptive,
+        seeds,
+    }
+}
+
+fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
+    check_name(&raw.name, f);
+    let (data, data_path) = resolve_data(&raw.data, f);
+    let sizes = resolve_model(&raw.model, &data, f);
+    let t = &raw.train;
+    let axes = resolve_axes(&t.epochs, &t.lr, t.seeds.as_ref(), f);
+    if let Some(e) = &raw.execution {
+        for (field, present) in [
+            ("timeout", e.timeout.is_some()),
+            ("heartbeat_timeout", e.heartbeat_timeout.is_some()),
+        ] {
+            if present {
+                f.add(
+                    format!("execution.{field}"),
+                    "a setting of command trainers (trainer: command)",
+                );
+            }
+        }
     }
     if t.batch_size == 0 {
         f.add("train.batch_size", "the batch size must be at least 1");
@@ -638,25 +802,27 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
     Some(SweepSpec {
         name: raw.name,
         description: raw.description,
-        data,
-        data_path,
-        sizes: sizes?,
-        epochs,
-        lrs: lrs?,
-        adaptive,
-        seeds,
-        batch_size: t.batch_size,
-        optim: OptimConfig {
-            optimizer: optimizer?,
-            lr: 0.0,
-            weight_decay,
-            warmup,
-            schedule: t.schedule.unwrap_or(Schedule::Cosine),
-            grad_clip: t.grad_clip,
-            agc: t.agc,
-        },
-        precision: t.precision.unwrap_or(Precision::F32),
-        eval,
+        trainer: Trainer::Burn(BurnSpec {
+            data,
+            data_path,
+            sizes: sizes?,
+            batch_size: t.batch_size,
+            optim: OptimConfig {
+                optimizer: optimizer?,
+                lr: 0.0,
+                weight_decay,
+                warmup,
+                schedule: t.schedule.unwrap_or(Schedule::Cosine),
+                grad_clip: t.grad_clip,
+                agc: t.agc,
+            },
+            precision: t.precision.unwrap_or(Precision::F32),
+            eval,
+        }),
+        epochs: axes.epochs,
+        lrs: axes.lrs?,
+        adaptive: axes.adaptive,
+        seeds: axes.seeds,
         retries: raw.retries.unwrap_or_default(),
         per_device: resolve_per_device(raw.execution.as_ref(), f),
     })

@@ -39,8 +39,9 @@ fn a_good_sweep_resolves_every_default() {
     assert_eq!(s.epochs, vec![0.5, 2.0]);
     assert_eq!(s.lrs, vec![0.0005, 0.001, 0.002]);
     assert_eq!(s.seeds, vec![0, 1]);
-    assert_eq!(s.sizes.len(), 2);
-    let ModelConfig::Vit(m) = &s.sizes[1].model else {
+    let b = s.burn().expect("slaw's trainer");
+    assert_eq!(b.sizes.len(), 2);
+    let ModelConfig::Vit(m) = &b.sizes[1].model else {
         panic!()
     };
     assert_eq!(
@@ -49,16 +50,53 @@ fn a_good_sweep_resolves_every_default() {
     );
     assert!(m.qk_norm && !m.parallel_block && m.bias);
     assert_eq!(
-        s.optim.optimizer,
+        b.optim.optimizer,
         Optimizer::AdamW {
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8
         }
     );
-    assert_eq!(s.optim.schedule, Schedule::Cosine);
+    assert_eq!(b.optim.schedule, Schedule::Cosine);
     assert_eq!(s.retries, Retries::default());
-    assert_eq!(s.eval.points, 8);
+    assert_eq!(b.eval.points, 8);
+}
+
+#[test]
+fn burn_sweeps_store_as_before() {
+    // Stored sweeps (spec_json) keep the trainer's fields at the top level, as before command
+    // trainers existed, and read back.
+    let s = parse(GOOD, "x.yaml").unwrap();
+    let json = serde_json::to_value(&s).unwrap();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        vec![
+            "adaptive",
+            "batch_size",
+            "data",
+            "data_path",
+            "description",
+            "epochs",
+            "eval",
+            "lrs",
+            "name",
+            "optim",
+            "per_device",
+            "precision",
+            "retries",
+            "seeds",
+            "sizes"
+        ]
+    );
+    let back: SweepSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back, s);
 }
 
 #[test]
@@ -209,16 +247,16 @@ train:
 #[test]
 fn convnet_sizes_and_agc_resolve() {
     let s = parse(CONVNET, "x.yaml").unwrap();
-    let ModelConfig::Convnet(f0) = &s.sizes[0].model else {
+    let ModelConfig::Convnet(f0) = &s.burn().unwrap().sizes[0].model else {
         panic!()
     };
     assert_eq!(f0.depths, vec![1, 2]);
     assert_eq!((f0.alpha, f0.activation), (0.2, Activation::Relu));
-    let ModelConfig::Convnet(f1) = &s.sizes[1].model else {
+    let ModelConfig::Convnet(f1) = &s.burn().unwrap().sizes[1].model else {
         panic!()
     };
     assert_eq!((f1.alpha, f1.activation), (0.1, Activation::Gelu));
-    assert_eq!(s.optim.agc, Some(0.16));
+    assert_eq!(s.burn().unwrap().optim.agc, Some(0.16));
 }
 
 #[test]
@@ -256,7 +294,7 @@ fn aim_sizes_resolve_and_need_two_patches() {
         .replace("family: vit", "family: aim\n  head_depth: 3")
         .replace("  qk_norm: true\n", "");
     let s = parse(&text, "x.yaml").unwrap();
-    let ModelConfig::Aim(a) = &s.sizes[1].model else {
+    let ModelConfig::Aim(a) = &s.burn().unwrap().sizes[1].model else {
         panic!()
     };
     assert_eq!(
