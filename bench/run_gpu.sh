@@ -2,7 +2,8 @@
 # The GPU measurements of docs/PERFORMANCE.md, run on the lent GPU machine through the `device`
 # tool. Builds nothing: it expects the CUDA build of slaw, xz-compressed, at gpu/slaw-cuda.xz:
 #   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
-#   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda PART is one of: step, large, cpu, sweep, checks, all. Results (JSON lines)
+#   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda 
+# PART is one of: step, large, cpu, sweep, checks, cache, all. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
@@ -29,14 +30,18 @@ nproc
 if [ ! -s "$OUT/peak.json" ]; then python3 bench/matmul_peak.py | tee "$OUT/peak.json"; fi
 peak=$(python3 -c "import json;print(json.load(open('$OUT/peak.json'))['bf16_matmul_tflops']*1e12)")
 
-step() { # NAME STEPS WARMUP ARGS...: one config through slaw (f32, bf16) and torch (3 modes)
+step() { # NAME STEPS WARMUP ARGS...: one config through slaw and torch, with and without clipping
     local name=$1 steps=$2 warm=$3; shift 3
-    for p in f32 bf16; do
+    for run in "f32" "f32 --no-clip" ${SLAW_BF16:+"bf16"}; do
+        local p=${run%% *} extra=""
+        [ "$run" != "$p" ] && extra=${run#* }
         timeout 300 "$SLAW" bench "$@" --steps "$steps" --warmup "$warm" --device cuda:0 \
-            --precision "$p" --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
+            --precision "$p" $extra --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
     done
-    for m in f32 bf16 bf16-compile; do
-        timeout 300 python3 bench/torch_step.py "$@" --steps "$steps" --warmup "$warm" --mode "$m" \
+    for run in "f32" "f32 --no-clip" "bf16" "bf16-compile"; do
+        local m=${run%% *} extra=""
+        [ "$run" != "$m" ] && extra=${run#* }
+        timeout 300 python3 bench/torch_step.py "$@" --steps "$steps" --warmup "$warm" --mode "$m" $extra \
             --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
     done
 }
@@ -86,6 +91,34 @@ PY
     "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
     timeout "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
         2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
+fi
+
+if [ "$part" = cache ]; then
+    log "kernel caches: the same two-trial sweep from a cold and a warm cache, and without caches"
+    sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
+    rm -rf /tmp/kc-all /tmp/kc-tune
+    for mode in all-cold all-warm autotune-only off; do
+        case $mode in
+            all-*) env="SLAW_KERNEL_CACHE=/tmp/kc-all" ;;
+            autotune-only) env="SLAW_KERNEL_CACHE=/tmp/kc-tune SLAW_PTX_CACHE=off" ;;
+            off) env="SLAW_KERNEL_CACHE=off" ;;
+        esac
+        rm -f /tmp/cache.db*
+        start=$(date +%s.%N)
+        timeout "${CACHE_TIMEOUT:-120}" env $env "$SLAW" run /tmp/f32-check.yaml --db /tmp/cache.db \
+            --device cuda:0 --no-progress --no-fit > "$OUT/cache-$mode.log" 2>&1
+        rc=$?
+        end=$(date +%s.%N)
+        python3 - "$mode" "$start" "$end" "$rc" <<'PY' | tee -a "$OUT/cache.jsonl"
+import json, sqlite3, sys
+mode, start, end, rc = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+rows = sqlite3.connect("/tmp/cache.db").execute(
+    "select state, final_val_loss, wall_seconds from trials").fetchall()
+print(json.dumps({"mode": mode, "rc": rc, "wall_seconds": round(end - start, 1), "trials": rows}))
+PY
+    done
+    du -sh /tmp/kc-all/* /tmp/kc-tune/* 2>/dev/null
+    tar -C /tmp -cJf "$OUT/kernel-cache.tar.xz" kc-all 2>/dev/null && ls -la "$OUT/kernel-cache.tar.xz"
 fi
 
 if [ "$part" = checks ] || [ "$part" = all ]; then

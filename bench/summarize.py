@@ -28,10 +28,14 @@ for title, rows in [("per training step (GPU)", lines("step.jsonl")), ("per trai
         continue
     print(f"| {title} | framework | mode | ms/step | examples/s | TFLOP/s | MFU | vs torch f32 | peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
-    ref = {r["config"]: r["ms_per_step"] for r in rows if r["framework"].startswith("torch") and r.get("mode", "f32") == "f32"}
+    # The reference is torch eager f32 with the same clipping setting.
+    ref = {(r["config"], r.get("grad_clip", True)): r["ms_per_step"] for r in rows
+           if r["framework"].startswith("torch") and r.get("mode", "f32") == "f32"}
     for r in rows:
         mode = r.get("mode") or r.get("precision")
-        base = ref.get(r["config"])
+        if not r.get("grad_clip", True):
+            mode += ", no clipping"
+        base = ref.get((r["config"], r.get("grad_clip", True)))
         ratio = f"{r['ms_per_step'] / base:.2f}×" if base else "–"
         mfu = f"{100 * r['mfu']:.1f} %" if r.get("mfu") else "–"
         mem = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") else "–"

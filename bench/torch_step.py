@@ -92,6 +92,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--peak-flops", type=float, default=None)
+    ap.add_argument("--no-clip", action="store_true", help="skip global-norm gradient clipping")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -123,7 +124,8 @@ def main():
             logits = model(x)
         loss = -(F.log_softmax(logits.float(), dim=1) * y).sum(dim=1).mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not a.no_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.detach()
@@ -163,7 +165,7 @@ def main():
         "framework": f"torch {torch.__version__}", "mode": a.mode, "device": str(dev),
         "model": a.model, "width": a.width, "depth": a.depth, "heads": a.heads, "patch": a.patch,
         "image": a.image, "tokens": tokens, "batch": a.batch, "params": params,
-        "timed_steps": a.steps - a.warmup, "ms_per_step": seconds * 1e3,
+        "timed_steps": a.steps - a.warmup, "grad_clip": not a.no_clip, "ms_per_step": seconds * 1e3,
         "examples_per_second": a.batch / seconds, "train_flops_per_step": train_flops_per_step,
         "achieved_tflops": train_flops_per_step / seconds / 1e12,
         "mfu": (train_flops_per_step / seconds / a.peak_flops) if a.peak_flops else None,

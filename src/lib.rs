@@ -2,8 +2,8 @@
 //!
 //! A sweep file (YAML) names a data set, a model family with a size axis, epoch budgets,
 //! learning rates and seeds. slaw expands the grid, trains every trial with its Burn trainer on
-//! the CPU or GPUs, keeps every loss curve in a database, and (in later modules) fits and plots
-//! the compute–loss laws.
+//! the CPU or GPUs (or runs the researcher's own training command for each), keeps every loss
+//! curve in a database, and fits and plots the compute–loss laws.
 //!
 //! Modules, with dependencies pointing down this list:
 //! - [`cli`]: the `slaw` command line.
@@ -16,6 +16,7 @@
 //! - [`sweep`]: registering a sweep's grid, preflight checks, status summaries.
 //! - [`store`]: the SQLite/PostgreSQL store, claiming and leasing.
 //! - [`plan`]: grid expansion, trial keys, parameter and FLOP counts.
+//! - [`job`]: what one trial runs (Burn configuration or command line), as stored.
 //! - [`spec`]: the sweep file's schema, parsing and validation.
 //! - [`fit`]: scaling-law statistics on observations (pure).
 //!
@@ -25,6 +26,7 @@ pub mod analysis;
 pub mod cli;
 pub mod exec;
 pub mod fit;
+pub mod job;
 pub mod plan;
 pub mod plot;
 pub mod query;

@@ -4,6 +4,10 @@
 //! The key is the first 16 hex digits of SHA-256 over the canonical JSON (keys sorted) of the
 //! trial's resolved configuration without its evaluation cadence, prefixed by the trainer's
 //! version. It survives reordering of the YAML and changes with anything that changes training.
+//! For a command trainer the configuration is what the program receives (its arguments,
+//! environment and working directory) with the trial's budget, learning rate and seed.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,10 +15,15 @@ use sha2::{Digest, Sha256};
 use slaw_train::config::{ModelConfig, TrialConfig};
 use slaw_train::cost::{model_cost, ModelCost};
 
-use crate::spec::SweepSpec;
+use crate::job::{CommandJob, Job};
+use crate::spec::template::render_checked;
+use crate::spec::{SweepSpec, Trainer};
 
 /// Changes when the trainer's semantics change, so that old results are not mistaken for new.
 pub const TRAINER_VERSION: &str = "slaw-train/1";
+
+/// The version prefix of command trials' keys (changes only if what they hash changes).
+pub const COMMAND_VERSION: &str = "slaw-command/1";
 
 /// One trial of a sweep, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,7 +34,7 @@ pub struct TrialSpec {
     pub size: String,
     /// Position of the size on the sweep's size axis.
     pub size_index: usize,
-    /// Model family (`mlp`, `vit`).
+    /// Model family (`mlp`, `vit`; `command` for external trainers).
     pub family: String,
     /// Trainable parameters.
     pub params: u64,
@@ -49,8 +58,8 @@ pub struct TrialSpec {
     pub flops: f64,
     /// Claim order: 0 first. Largest trials first, so that they do not decide the sweep's end.
     pub priority: i64,
-    /// The configuration the trainer receives.
-    pub config: TrialConfig,
+    /// What the worker runs.
+    pub config: Job,
 }
 
 /// Totals over a plan.
@@ -79,6 +88,8 @@ fn family(model: &ModelConfig) -> &'static str {
     match model {
         ModelConfig::Mlp(_) => "mlp",
         ModelConfig::Vit(_) => "vit",
+        ModelConfig::Convnet(_) => "convnet",
+        ModelConfig::Aim(_) => "aim",
     }
 }
 
@@ -88,7 +99,7 @@ fn family(model: &ModelConfig) -> &'static str {
 pub fn expand(spec: &SweepSpec) -> Plan {
     let smallest = smallest_size(spec);
     let mut trials = Vec::new();
-    for size_index in 0..spec.sizes.len() {
+    for size_index in 0..spec.size_count() {
         if spec.adaptive.is_some() && size_index != smallest {
             continue;
         }
@@ -120,49 +131,104 @@ impl Plan {
     }
 }
 
-/// Index of the size with the fewest parameters (the first of equals).
+/// Index of the size with the fewest parameters (the first of equals; sizes whose count is
+/// not known before training come last).
 pub fn smallest_size(spec: &SweepSpec) -> usize {
-    let shape = spec.data.input_shape();
-    (0..spec.sizes.len())
-        .min_by_key(|&i| model_cost(&spec.sizes[i].model, &shape).params_total)
+    (0..spec.size_count())
+        .min_by_key(|&i| spec.size_params(i).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
 /// The trial of size `size_index` at `epochs`, `lr` and `seed`, with every other setting from
 /// `spec`.
 pub fn trial(spec: &SweepSpec, size_index: usize, epochs: f64, lr: f64, seed: u64) -> TrialSpec {
-    let size = &spec.sizes[size_index];
-    let cost = model_cost(&size.model, &spec.data.input_shape());
-    let mut optim = spec.optim.clone();
-    optim.lr = lr;
-    let config = TrialConfig {
-        data: spec.data.clone(),
-        model: size.model.clone(),
-        optim,
-        epochs,
-        batch_size: spec.batch_size,
-        seed,
-        precision: spec.precision,
-        eval: spec.eval.clone(),
-    };
-    trial_spec(&size.name, size_index, &cost, config)
+    match &spec.trainer {
+        Trainer::Burn(b) => {
+            let size = &b.sizes[size_index];
+            let cost = model_cost(&size.model, &b.data.input_shape());
+            let mut optim = b.optim.clone();
+            optim.lr = lr;
+            let config = TrialConfig {
+                data: b.data.clone(),
+                model: size.model.clone(),
+                optim,
+                epochs,
+                batch_size: b.batch_size,
+                seed,
+                precision: b.precision,
+                eval: b.eval.clone(),
+            };
+            trial_spec(&size.name, size_index, &cost, config)
+        }
+        Trainer::Command(c) => {
+            let size = &c.sizes[size_index];
+            let vars = c.vars(&spec.name, size_index, epochs, lr, seed);
+            let job = CommandJob {
+                command: c.command.iter().map(|t| render_checked(t, &vars)).collect(),
+                env: c
+                    .env
+                    .iter()
+                    .map(|(k, t)| (k.clone(), render_checked(t, &vars)))
+                    .collect::<BTreeMap<_, _>>(),
+                workdir: c.workdir.clone(),
+                size: size.fields.clone(),
+                epochs,
+                lr,
+                seed,
+                batch_size: c.batch_size,
+                params: size.params,
+                params_non_embedding: size.params_non_embedding,
+                flops_per_example: size.flops_per_example,
+            };
+            let params = size.params.unwrap_or(0);
+            let flops_per_example = size
+                .flops_per_example
+                .unwrap_or(6.0 * params as f64)
+                .round() as u64;
+            let examples = c.planned_examples(epochs).unwrap_or(0);
+            TrialSpec {
+                key: command_key(&job),
+                size: size.name.clone(),
+                size_index,
+                family: "command".to_string(),
+                params,
+                params_non_embedding: size.params_non_embedding.unwrap_or(params),
+                tokens_per_example: 1,
+                epochs,
+                steps: c.planned_steps(epochs).unwrap_or(0),
+                examples,
+                lr,
+                seed,
+                flops_per_example,
+                flops: flops_per_example as f64 * examples as f64,
+                priority: 0,
+                config: Job::Command(job),
+            }
+        }
+    }
 }
 
 /// Whether a stored trial belongs to the sweep's grid: some size, budget, seed and learning
 /// rate of `spec` (any lattice point for an adaptive search) reproduce its key.
-pub fn is_member(spec: &SweepSpec, config: &TrialConfig) -> bool {
-    let lr = config.optim.lr;
+pub fn is_member(spec: &SweepSpec, job: &Job) -> bool {
+    let (epochs, lr, seed) = (job.epochs(), job.lr(), job.seed());
     let lr_ok = match &spec.adaptive {
         Some(a) => a.on_lattice(lr),
         None => spec.lrs.contains(&lr),
     };
-    if !lr_ok || !spec.epochs.contains(&config.epochs) || !spec.seeds.contains(&config.seed) {
+    if !lr_ok || !spec.epochs.contains(&epochs) || !spec.seeds.contains(&seed) {
         return false;
     }
-    let key = trial_key(config);
-    (0..spec.sizes.len())
-        .filter(|&i| spec.sizes[i].model == config.model)
-        .any(|i| trial(spec, i, config.epochs, lr, config.seed).key == key)
+    let key = job_key(job);
+    match (&spec.trainer, job) {
+        (Trainer::Burn(b), Job::Burn(config)) => (0..b.sizes.len())
+            .filter(|&i| b.sizes[i].model == config.model)
+            .any(|i| trial(spec, i, epochs, lr, seed).key == key),
+        (Trainer::Command(c), Job::Command(_)) => {
+            (0..c.sizes.len()).any(|i| trial(spec, i, epochs, lr, seed).key == key)
+        }
+        _ => false,
+    }
 }
 
 /// A trial of `config`, whose model has `cost`.
@@ -190,7 +256,7 @@ pub fn trial_spec(
         flops_per_example: cost.train_flops_per_example,
         flops: cost.train_flops_per_example as f64 * examples as f64,
         priority: 0,
-        config,
+        config: Job::Burn(config),
     }
 }
 
@@ -209,9 +275,36 @@ pub fn trial_key(config: &TrialConfig) -> String {
     if let Value::Object(map) = &mut value {
         map.remove("eval");
     }
-    let mut canonical = String::from(TRAINER_VERSION);
+    hash_key(TRAINER_VERSION, &value)
+}
+
+/// The stable content key of a command trial: what the program receives (arguments,
+/// environment, working directory) with the trial's budget, learning rate and seed. The size's
+/// other fields and declared costs are not part of it: they change no training.
+pub fn command_key(job: &CommandJob) -> String {
+    let value = serde_json::json!({
+        "command": job.command,
+        "env": job.env,
+        "workdir": job.workdir,
+        "epochs": job.epochs,
+        "lr": job.lr,
+        "seed": job.seed,
+    });
+    hash_key(COMMAND_VERSION, &value)
+}
+
+/// The key of any trial.
+pub fn job_key(job: &Job) -> String {
+    match job {
+        Job::Burn(c) => trial_key(c),
+        Job::Command(c) => command_key(c),
+    }
+}
+
+fn hash_key(version: &str, value: &Value) -> String {
+    let mut canonical = String::from(version);
     canonical.push('\n');
-    write_canonical(&value, &mut canonical);
+    write_canonical(value, &mut canonical);
     let digest = Sha256::digest(canonical.as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -341,7 +434,75 @@ train:
     fn a_key_is_pinned() {
         // A key must never change by accident: stored results would be run again.
         let plan = expand(&parse(SWEEP, "p.yaml").unwrap());
-        assert_eq!(plan.trials[0].key, trial_key(&plan.trials[0].config));
+        assert_eq!(plan.trials[0].key, job_key(&plan.trials[0].config));
         assert_eq!(plan.trials[0].key, "b3cebbd64fcd31e6");
+    }
+
+    const COMMAND: &str = "\
+name: c
+trainer: command
+command: [python3, t.py, '--width={model.width}', '{model.note}', --lr, '{lr}', '{epochs}']
+env: {RUN: '{model.name}'}
+model:
+  note: 'a b; $(rm -rf ~) \"q\" | *'
+  sizes: [{name: s, width: 8, params: 100}, {name: m, width: 32}]
+train:
+  epochs: [1, 2]
+  lr: {values: [0.01, 0.1]}
+  batch_size: 10
+  examples_per_epoch: 95
+";
+
+    #[test]
+    fn command_trials_fill_their_templates_verbatim() {
+        let spec = parse(COMMAND, "c.yaml").unwrap();
+        let plan = expand(&spec);
+        assert_eq!(plan.trials.len(), 8);
+        let t = &plan.trials[0];
+        let job = t.config.command().unwrap();
+        assert_eq!(
+            job.command,
+            vec![
+                "python3",
+                "t.py",
+                "--width=8",
+                r#"a b; $(rm -rf ~) "q" | *"#,
+                "--lr",
+                "0.01",
+                "1"
+            ]
+        );
+        assert_eq!(job.env["RUN"], "s");
+        assert_eq!(
+            (t.family.as_str(), t.params, t.steps, t.examples),
+            ("command", 100, 10, 100)
+        );
+        assert_eq!(t.flops_per_example, 600);
+        assert_eq!(t.flops, 600.0 * 100.0);
+        // Size m declares nothing: its costs come from the script.
+        let m = plan.trials.iter().find(|t| t.size == "m").unwrap();
+        assert_eq!((m.params, m.flops), (0, 0.0));
+        let keys: std::collections::HashSet<_> = plan.trials.iter().map(|t| &t.key).collect();
+        assert_eq!(keys.len(), 8);
+        assert!(plan.trials.iter().all(|t| is_member(&spec, &t.config)));
+        // Stored and read back, a command trial keeps its key.
+        let json = serde_json::to_string(&t.config).unwrap();
+        let back: Job = serde_json::from_str(&json).unwrap();
+        assert_eq!(job_key(&back), t.key);
+        assert_eq!(
+            t.key, "46ca5a9d6f8f4b19",
+            "pinned: stored command trials keep their keys"
+        );
+        // A declared cost or an unused field changes no key; the command does.
+        let same = expand(
+            &parse(
+                &COMMAND.replace("params: 100", "params: 200, extra: 1"),
+                "c",
+            )
+            .unwrap(),
+        );
+        assert_eq!(same.trials[0].key, t.key);
+        let other = expand(&parse(&COMMAND.replace("t.py", "u.py"), "c").unwrap());
+        assert_ne!(other.trials[0].key, t.key);
     }
 }

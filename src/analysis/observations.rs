@@ -124,6 +124,8 @@ pub async fn from_sweep(
         .await?
         .into_iter()
         .filter(|t| matches!(t.state, TrialState::Completed | TrialState::Diverged))
+        // A command that exited cleanly without reporting val_loss has nothing to fit.
+        .filter(|t| !(t.state == TrialState::Completed && t.final_val_loss.is_none()))
         .map(|t| {
             let params = match params_count {
                 ParamsCount::Total => t.params,
@@ -150,7 +152,7 @@ pub async fn from_sweep(
         source: format!("sweep:{}", sweep.name),
         sweep_id: Some(sweep.id),
         params_count,
-        examples_per_epoch: Some(spec.data.train_examples() as f64),
+        examples_per_epoch: spec.examples_per_epoch(),
         runs,
     })
 }

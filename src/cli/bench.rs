@@ -50,6 +50,10 @@ pub(super) struct BenchArgs {
     /// Peak FLOP/s of the device, for the MFU field (e.g. the measured bf16 matmul peak).
     #[arg(long)]
     peak_flops: Option<f64>,
+    /// Train without global-norm gradient clipping (the default clips at 1.0, as PyTorch's
+    /// reference does).
+    #[arg(long)]
+    no_clip: bool,
 }
 
 pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
@@ -73,9 +77,10 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         steps: args.steps,
         warmup: args.warmup,
         precision,
+        grad_clip: (!args.no_clip).then_some(1.0),
     };
     if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
-        slaw_train::trainer::set_kernel_cache(&super::kernel_cache_dir());
+        super::configure_kernel_cache(true);
     }
     let r = step_time(&spec, device)?;
     let mut v = serde_json::to_value(&r)?;
@@ -83,6 +88,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     v["device"] = device.to_string().into();
     v["precision"] = args.precision.into();
     v["model"] = args.model.into();
+    v["grad_clip"] = (!args.no_clip).into();
     for (k, x) in [
         ("width", args.width),
         ("depth", args.depth),

@@ -20,24 +20,33 @@ fn right(t: &mut Table, from: usize) {
     }
 }
 
-/// `slaw plan`'s table.
+/// `slaw plan`'s table. A command trainer's unknown counts (reported by the script as it
+/// runs) show as `?`.
 pub fn plan_table(plan: &Plan) -> String {
     let mut t = table(&[
         "trial", "size", "params", "non-emb", "epochs", "examples", "lr", "seed", "FLOPs/ex",
         "FLOPs",
     ]);
+    let known = |x: f64, command: bool| {
+        if command && x == 0.0 {
+            "?".to_string()
+        } else {
+            si(x)
+        }
+    };
     for tr in &plan.trials {
+        let c = tr.config.command().is_some();
         t.add_row(vec![
             tr.key.clone(),
             tr.size.clone(),
-            si(tr.params as f64),
-            si(tr.params_non_embedding as f64),
+            known(tr.params as f64, c),
+            known(tr.params_non_embedding as f64, c),
             format!("{}", tr.epochs),
-            si(tr.examples as f64),
+            known(tr.examples as f64, c),
             lr(tr.lr),
             tr.seed.to_string(),
-            si(tr.flops_per_example as f64),
-            si(tr.flops),
+            known(tr.flops_per_example as f64, c),
+            known(tr.flops, c),
         ]);
     }
     t.add_row(vec![

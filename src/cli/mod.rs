@@ -307,7 +307,7 @@ enum QueryFormat {
 struct QueryArgs {
     #[command(flatten)]
     db: DbArg,
-    /// The SQL (tables: sweeps, trials, metrics, trial_events, fits; views: results, curves).
+    /// The SQL (tables: sweeps, trials, metrics, trial_events, trial_logs, fits; views: results, curves).
     sql: String,
     /// Output format (table on the terminal by default).
     #[arg(long, value_enum, default_value = "table")]
@@ -424,16 +424,23 @@ fn validate(file: &Path) -> Result<ExitCode> {
     } else {
         "trials"
     };
+    let flops = if plan.totals.flops == 0.0 && spec.command().is_some() {
+        "training FLOPs reported by the command".to_string()
+    } else {
+        format!("{} training FLOPs", format::si(plan.totals.flops))
+    };
     println!(
-        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {} training FLOPs",
+        "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {flops}",
         file.display(),
         spec.name,
-        spec.sizes.len(),
+        spec.size_count(),
         spec.epochs.len(),
         spec.seeds.len(),
         plan.trials.len(),
-        format::si(plan.totals.flops)
     );
+    if let Some(job) = plan.trials.first().and_then(|t| t.config.command()) {
+        println!("first trial runs: {}", job.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -711,15 +718,9 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         slurm_job: crate::store::slurm_task(),
         linger: args.linger,
     };
-    if matches!(device, ComputeDevice::Cuda(_)) {
+    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();
-        let cache = kernel_cache_dir();
-        if !slaw_train::trainer::set_kernel_cache(&cache) && !args.quiet {
-            eprintln!(
-                "slaw: warning: could not use {} for the kernel caches",
-                cache.display()
-            );
-        }
+        configure_kernel_cache(args.quiet);
     }
     let quiet = args.quiet;
     let mut log = move |event: WorkerEvent| {
@@ -785,6 +786,28 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Points a CUDA process at the kernel caches: `$SLAW_KERNEL_CACHE` selects the directory
+/// (`off`: CubeCL's defaults), `$SLAW_PTX_CACHE=off` keeps autotune results but not compiled
+/// kernels.
+pub(crate) fn configure_kernel_cache(quiet: bool) {
+    use slaw_train::trainer::{set_kernel_cache, KernelCache};
+    if std::env::var_os("SLAW_KERNEL_CACHE").is_some_and(|v| v == "off") {
+        return;
+    }
+    let which = if std::env::var_os("SLAW_PTX_CACHE").is_some_and(|v| v == "off") {
+        KernelCache::AutotuneOnly
+    } else {
+        KernelCache::All
+    };
+    let cache = kernel_cache_dir();
+    if !set_kernel_cache(&cache, which) && !quiet {
+        eprintln!(
+            "slaw: warning: could not use {} for the kernel caches",
+            cache.display()
+        );
+    }
 }
 
 /// Where CUDA workers keep Burn's autotune results and compiled kernels:
@@ -920,8 +943,8 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
         Some(path) => (format!("csv:{}", path.display()), None),
         None => {
             let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
-            let per_epoch = sweep.spec()?.data.train_examples() as f64;
-            (format!("sweep:{}", sweep.name), Some(per_epoch))
+            let per_epoch = sweep.spec()?.examples_per_epoch();
+            (format!("sweep:{}", sweep.name), per_epoch)
         }
     };
     let report = analysis::load_report(&store, &source).await?;
@@ -932,7 +955,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
                 (Some(d), _) => d,
                 (None, Some(e)) => {
                     let Some(per_epoch) = per_epoch else {
-                        bail!("--epochs needs a sweep (its training split); give --examples for imported fits");
+                        bail!("--epochs needs the examples in an epoch (a sweep of slaw's trainer, or train.examples_per_epoch in a command sweep); give --examples");
                     };
                     e * per_epoch
                 }

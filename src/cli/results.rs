@@ -106,6 +106,9 @@ pub(super) async fn export(args: ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Lines of a command trial's output that `slaw show` prints.
+const SHOW_LOG_LINES: usize = 30;
+
 pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
     let store = open_existing(db).await?;
     let mut found = store.trial_by_key(key).await?;
@@ -123,6 +126,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
     };
     let metrics = store.metrics(trial.id).await?;
     let events = store.events(trial.id).await?;
+    let logs = store.logs(trial.id, SHOW_LOG_LINES).await?;
     let sweep = store
         .sweeps()
         .await?
@@ -136,6 +140,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "sweep": sweep, "trial": trial, "config": config, "metrics": metrics, "events": events,
+                "log": logs,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -218,6 +223,15 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
                 .as_deref()
                 .map_or(String::new(), |d| format!(": {d}"))
         );
+    }
+    if !logs.is_empty() {
+        println!("output of the command (last {} lines):", logs.len());
+        for l in &logs {
+            println!("  {:<6} {}", l.stream, l.line);
+        }
+    }
+    if let Some(job) = trial.config()?.command() {
+        println!("command: {}", job.display());
     }
     println!(
         "configuration:\n{}",

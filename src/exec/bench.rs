@@ -40,6 +40,8 @@ pub struct BenchSpec {
     pub warmup: u64,
     /// Precision.
     pub precision: Precision,
+    /// Global-norm gradient clipping threshold (`None`: no clipping).
+    pub grad_clip: Option<f64>,
 }
 
 /// What one benchmark measured.
@@ -135,7 +137,8 @@ pub fn step_time(spec: &BenchSpec, device: &ComputeDevice) -> Result<BenchResult
             weight_decay: 0.0,
             warmup: 0.05,
             schedule: Schedule::Cosine,
-            grad_clip: Some(1.0),
+            grad_clip: spec.grad_clip,
+            agc: None,
         },
         epochs: spec.steps as f64 * spec.batch as f64 / train_examples as f64,
         batch_size: spec.batch,
@@ -195,6 +198,7 @@ mod tests {
             steps: 80,
             warmup: 20,
             precision: Precision::F32,
+            grad_clip: Some(1.0),
         };
         let r = step_time(&spec, &ComputeDevice::Cpu).unwrap();
         assert!(r.ms_per_step > 0.0 && r.ms_per_step < 1000.0, "{r:?}");

@@ -1,12 +1,14 @@
-//! Running trials: the worker loop (claim → train → record), the local executor that runs
-//! one worker process per job slot on this machine, and the Slurm executor that runs workers
-//! as job-array tasks against a shared database. Which trials are claimable is the store's
-//! business; this module only runs what it is given.
+//! Running trials: the worker loop (claim → train → record), command trainers and their line
+//! protocol, the local executor that runs one worker process per job slot on this machine, and
+//! the Slurm executor that runs workers as job-array tasks against a shared database. Which
+//! trials are claimable is the store's business; this module only runs what it is given.
 
 pub mod bench;
 pub mod claims;
+pub mod command;
 pub mod local;
 pub mod packing;
+pub mod protocol;
 pub mod slurm;
 pub mod worker;
 

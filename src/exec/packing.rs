@@ -37,6 +37,29 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
             // units and their activation (≈ 16·d per token), plus scores and softmax (2·h·t²).
             batch * l * (16 * t * d + 3 * h * t * t) * elem
         }
+        ModelConfig::Aim(a) => {
+            let t = cost.tokens_per_example;
+            let (d, l, h) = (
+                a.width as u64,
+                (a.depth + a.head_depth) as u64,
+                a.heads as u64,
+            );
+            // As the ViT, with the head's blocks counted as blocks, plus the per-example masks.
+            batch * (l * (16 * t * d + 3 * h * t * t) + t * t) * elem
+        }
+        ModelConfig::Convnet(c) => {
+            // Per block: about six feature maps of the stage's size (two convolutions, their
+            // inputs, activations and the residual sum); stages halve the area and double the
+            // channels, so every stage costs about half the previous one.
+            let area = shape.height as u64 * shape.width as u64;
+            let blocks: u64 = c
+                .depths
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (n as u64 * area * c.stage_width(i) as u64) >> (2 * i))
+                .sum();
+            batch * (6 * blocks + 2 * area * c.width as u64) * elem
+        }
     };
     // The training and validation sets live on the device.
     let examples = (config.data.train_examples() + config.data.validation_examples()) as u64;
@@ -89,7 +112,8 @@ pub fn layout(
         PerDevice::Count(k) => k as usize,
         PerDevice::Auto => {
             let plan = expand(spec);
-            let configs: Vec<&TrialConfig> = plan.trials.iter().map(|t| &t.config).collect();
+            let configs: Vec<&TrialConfig> =
+                plan.trials.iter().filter_map(|t| t.config.burn()).collect();
             let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
             per_device(&configs, smallest)
         }
@@ -144,8 +168,8 @@ train:
     #[test]
     fn bigger_models_need_more_memory_and_pack_fewer() {
         let plan = expand(&parse(SWEEP, "p.yaml").unwrap());
-        let small = &plan.trials[0].config;
-        let large = &plan.trials[1].config;
+        let small = plan.trials[0].config.burn().unwrap();
+        let large = plan.trials[1].config.burn().unwrap();
         let (ms, ml) = (trial_memory(small), trial_memory(large));
         assert!(
             ms > PROCESS_OVERHEAD && ml > 4 * (ms - PROCESS_OVERHEAD),

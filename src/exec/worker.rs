@@ -1,6 +1,7 @@
 //! A worker: claims trials from the store one at a time, trains each with slaw's Burn trainer
-//! on its device, writes the evaluation points as they come, heartbeats to hold its lease, and
-//! records how each trial ended. Many workers (processes, machines) can share one store.
+//! on its device (or runs its command, see [`super::command`]), writes the evaluation points as
+//! they come, heartbeats to hold its lease, and records how each trial ended. Many workers
+//! (processes, machines) can share one store.
 //!
 //! Training runs on a plain thread; this async side only talks to the database, so a slow
 //! write never stalls a training step and a stalled trainer never stops the heartbeat.
@@ -17,7 +18,9 @@ use slaw_train::trainer::{Evaluation, Outcome, Progress, Reporter, StartInfo, Su
 use slaw_train::{train, ComputeDevice};
 use tokio::sync::mpsc;
 
+use super::command::{run_command_trial, Limits};
 use super::ExecError;
+use crate::job::Job;
 use crate::store::{Claimed, Finish, MetricRow, Store, TrialState};
 
 /// How a worker runs.
@@ -176,7 +179,7 @@ pub async fn run_worker(
 ) -> Result<WorkerReport, ExecError> {
     let host = crate::store::hostname();
     let cache: DataCache = Arc::default();
-    let mut data_paths: HashMap<i64, Option<PathBuf>> = HashMap::new();
+    let mut sweeps: HashMap<i64, SweepInfo> = HashMap::new();
     let mut report = WorkerReport::default();
     let mut ran = 0usize;
     while !stop.load(Ordering::Relaxed) && opts.max_trials.is_none_or(|m| ran < m) {
@@ -206,15 +209,37 @@ pub async fn run_worker(
             key: claimed.key.clone(),
             attempt: claimed.attempt,
         });
-        let data_path = match data_paths.get(&claimed.sweep_id) {
-            Some(p) => p.clone(),
-            None => {
-                let p = sweep_data_path(store, claimed.sweep_id).await?;
-                data_paths.insert(claimed.sweep_id, p.clone());
-                p
+        if let std::collections::hash_map::Entry::Vacant(e) = sweeps.entry(claimed.sweep_id) {
+            e.insert(sweep_info(store, claimed.sweep_id).await?);
+        }
+        let info = &sweeps[&claimed.sweep_id];
+        let event = match &claimed.config {
+            Job::Burn(config) => {
+                let data_path = info.data_path.clone();
+                run_trial(
+                    store,
+                    opts,
+                    &claimed,
+                    config,
+                    data_path,
+                    &cache,
+                    stop.clone(),
+                )
+                .await?
+            }
+            Job::Command(job) => {
+                run_command_trial(
+                    store,
+                    opts,
+                    &claimed,
+                    job,
+                    &info.name,
+                    &info.limits,
+                    stop.clone(),
+                )
+                .await?
             }
         };
-        let event = run_trial(store, opts, &claimed, data_path, &cache, stop.clone()).await?;
         let failed = matches!(
             &event,
             WorkerEvent::Finished {
@@ -240,12 +265,29 @@ pub async fn run_worker(
     Ok(report)
 }
 
-async fn sweep_data_path(store: &Store, sweep_id: i64) -> Result<Option<PathBuf>, ExecError> {
+/// What a worker needs to know of a trial's sweep.
+#[derive(Debug, Clone, Default)]
+struct SweepInfo {
+    name: String,
+    data_path: Option<PathBuf>,
+    limits: Limits,
+}
+
+async fn sweep_info(store: &Store, sweep_id: i64) -> Result<SweepInfo, ExecError> {
     let sweeps = store.sweeps().await?;
     let Some(row) = sweeps.into_iter().find(|s| s.id == sweep_id) else {
-        return Ok(None);
+        return Ok(SweepInfo::default());
     };
-    Ok(row.spec()?.data_path)
+    let spec = row.spec()?;
+    let seconds = |s: Option<f64>| s.map(Duration::from_secs_f64);
+    Ok(SweepInfo {
+        name: row.name,
+        data_path: spec.data_path().map(PathBuf::from),
+        limits: spec.command().map_or(Limits::default(), |c| Limits {
+            timeout: seconds(c.timeout),
+            heartbeat_timeout: seconds(c.heartbeat_timeout),
+        }),
+    })
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -304,11 +346,12 @@ async fn run_trial(
     store: &Store,
     opts: &WorkerOptions,
     claimed: &Claimed,
+    config: &slaw_train::TrialConfig,
     data_path: Option<PathBuf>,
     cache: &DataCache,
     stop_all: Arc<AtomicBool>,
 ) -> Result<WorkerEvent, ExecError> {
-    if let Some(error) = memory_preflight(&opts.device, &claimed.config) {
+    if let Some(error) = memory_preflight(&opts.device, config) {
         let finish = Finish {
             error: Some(error.clone()),
             ..Finish::default()
@@ -336,7 +379,7 @@ async fn run_trial(
         stop_trial: stop_trial.clone(),
         stop_all: stop_all.clone(),
     };
-    let config = claimed.config.clone();
+    let config = config.clone();
     let device = opts.device.clone();
     let cache = cache.clone();
     let thread = std::thread::Builder::new()
@@ -366,7 +409,7 @@ async fn run_trial(
             msg = rx.recv() => {
                 let result = match msg {
                     None => break,
-                    Some(Message::Started(info)) => store.mark_started(claimed, worker, info.params).await,
+                    Some(Message::Started(info)) => store.mark_started(claimed, worker, Some(info.params)).await,
                     Some(Message::Progress(p)) => {
                         step = p.step;
                         loss = Some(p.train_loss);

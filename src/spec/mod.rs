@@ -5,8 +5,10 @@
 //! seeds) and every default filled in, ready for `plan` to expand. This module knows nothing of
 //! the database or of training. serde_yaml (deprecated upstream) is used only here.
 
+mod command;
 mod locate;
 mod slurm;
+pub mod template;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -14,10 +16,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use slaw_train::config::{
-    Activation, DataConfig, EvalConfig, FashionSource, MlpConfig, ModelConfig, OptimConfig,
-    Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
+    Activation, AimConfig, ConvNetConfig, DataConfig, EvalConfig, FashionSource, MlpConfig,
+    ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
 };
 
+pub use command::{CommandSize, CommandSpec};
 pub use locate::{Locator, Position};
 pub use slurm::SlurmSpec;
 
@@ -78,6 +81,10 @@ struct SweepFile {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// `burn` (the default); `command` files are read by [`command::CommandSweepFile`].
+    #[serde(default)]
+    #[allow(dead_code)]
+    trainer: Option<TrainerName>,
     data: DataSection,
     model: ModelSection,
     train: TrainSection,
@@ -96,6 +103,20 @@ struct SweepFile {
 struct ExecutionSection {
     /// A count, or `auto`.
     per_device: Option<serde_yaml::Value>,
+    /// Seconds (or `90s`, `15m`, `2h`) a command trial may run.
+    timeout: Option<serde_yaml::Value>,
+    /// Seconds (or `90s`, `15m`, `2h`) a command trial may stay silent.
+    heartbeat_timeout: Option<serde_yaml::Value>,
+}
+
+/// Which program trains the trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TrainerName {
+    /// slaw's own Burn trainer.
+    Burn,
+    /// Any program, started once per trial (`command:`).
+    Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -130,6 +151,19 @@ enum Family {
     #[default]
     Mlp,
     Vit,
+    Convnet,
+    Aim,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Mlp => "mlp",
+            Family::Vit => "vit",
+            Family::Convnet => "convnet",
+            Family::Aim => "aim",
+        }
+    }
 }
 
 /// Declares the architecture fields shared by `model:` (family-wide values) and each entry of
@@ -151,6 +185,9 @@ macro_rules! arch_struct {
             parallel_block: Option<bool>,
             bias: Option<bool>,
             activation: Option<Activation>,
+            depths: Option<Vec<usize>>,
+            alpha: Option<f64>,
+            head_depth: Option<usize>,
         }
 
         impl $name {
@@ -158,7 +195,7 @@ macro_rules! arch_struct {
             fn written(&self) -> Vec<&'static str> {
                 let mut out = Vec::new();
                 arch_struct!(@push self out width depth heads mlp_dim mlp_ratio patch pool qk_norm
-                             parallel_block bias activation);
+                             parallel_block bias activation depths alpha head_depth);
                 out
             }
         }
@@ -179,8 +216,24 @@ fn foreign_fields(family: Family) -> &'static [&'static str] {
             "pool",
             "qk_norm",
             "parallel_block",
+            "depths",
+            "alpha",
+            "head_depth",
         ],
-        Family::Vit => &["activation"],
+        Family::Vit => &["activation", "depths", "alpha", "head_depth"],
+        Family::Convnet => &[
+            "depth",
+            "heads",
+            "mlp_dim",
+            "mlp_ratio",
+            "patch",
+            "pool",
+            "qk_norm",
+            "parallel_block",
+            "bias",
+            "head_depth",
+        ],
+        Family::Aim => &["activation", "depths", "alpha", "pool", "parallel_block"],
     }
 }
 
@@ -205,6 +258,8 @@ struct TrainSection {
     schedule: Option<Schedule>,
     #[serde(default)]
     grad_clip: Option<f64>,
+    #[serde(default)]
+    agc: Option<f64>,
     #[serde(default)]
     precision: Option<Precision>,
 }
@@ -351,18 +406,21 @@ pub struct ModelSize {
 }
 
 /// A validated sweep with every default resolved.
+///
+/// The axes (epochs, learning rates, seeds), retries and packing are common to every trainer;
+/// the data set, architecture and optimiser of slaw's own trainer, or the command line of an
+/// external one, are in [`Trainer`]. The JSON form (stored in `sweeps.spec_json`) keeps the
+/// trainer's fields at the top level, so that sweeps stored before command trainers existed
+/// still read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSpec {
     /// Unique name of the sweep in the store.
     pub name: String,
     /// Free text.
     pub description: Option<String>,
-    /// The data set and split.
-    pub data: DataConfig,
-    /// Directory of the Fashion-MNIST train split, when the sweep names one.
-    pub data_path: Option<PathBuf>,
-    /// The model-size axis, in the order written.
-    pub sizes: Vec<ModelSize>,
+    /// What trains the trials, with its settings.
+    #[serde(flatten)]
+    pub trainer: Trainer,
     /// The epoch-budget axis.
     pub epochs: Vec<f64>,
     /// The learning-rate axis, ascending (with `adaptive`: the smallest model's coarse grid).
@@ -372,6 +430,37 @@ pub struct SweepSpec {
     pub adaptive: Option<AdaptiveLr>,
     /// The seed axis.
     pub seeds: Vec<u64>,
+    /// Retry limits per final state.
+    pub retries: Retries,
+    /// Trials run at once on each GPU.
+    #[serde(default)]
+    pub per_device: PerDevice,
+    /// The job arrays of `slaw run --executor slurm` (`None`: the section is absent and the
+    /// defaults apply; not written then, so stored sweeps keep their form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSpec>,
+}
+
+/// The trainer of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Trainer {
+    /// slaw's Burn trainer.
+    Burn(BurnSpec),
+    /// An external program, started once per trial (`trainer: command`).
+    Command(CommandSpec),
+}
+
+/// The settings of slaw's Burn trainer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BurnSpec {
+    /// The data set and split.
+    pub data: DataConfig,
+    /// Directory of the Fashion-MNIST train split, when the sweep names one.
+    #[serde(default)]
+    pub data_path: Option<PathBuf>,
+    /// The model-size axis, in the order written.
+    pub sizes: Vec<ModelSize>,
     /// Examples per step.
     pub batch_size: usize,
     /// Optimiser and schedule; `lr` is set per trial.
@@ -380,15 +469,64 @@ pub struct SweepSpec {
     pub precision: Precision,
     /// Evaluation cadence.
     pub eval: EvalConfig,
-    /// Retry limits per final state.
-    pub retries: Retries,
-    /// Trials run at once on each GPU.
-    #[serde(default)]
-    pub per_device: PerDevice,
-    /// The job arrays of `slaw run --executor slurm` (`None`: the section is absent and the
-    /// defaults apply).
-    #[serde(default)]
-    pub slurm: Option<SlurmSpec>,
+}
+
+impl SweepSpec {
+    /// The Burn trainer's settings, for sweeps it trains.
+    pub fn burn(&self) -> Option<&BurnSpec> {
+        match &self.trainer {
+            Trainer::Burn(b) => Some(b),
+            Trainer::Command(_) => None,
+        }
+    }
+
+    /// The command trainer's settings, for `trainer: command` sweeps.
+    pub fn command(&self) -> Option<&CommandSpec> {
+        match &self.trainer {
+            Trainer::Command(c) => Some(c),
+            Trainer::Burn(_) => None,
+        }
+    }
+
+    /// Number of model sizes.
+    pub fn size_count(&self) -> usize {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.len(),
+            Trainer::Command(c) => c.sizes.len(),
+        }
+    }
+
+    /// Name of the size at `index`.
+    pub fn size_name(&self, index: usize) -> &str {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.get(index).map_or("", |s| s.name.as_str()),
+            Trainer::Command(c) => c.sizes.get(index).map_or("", |s| s.name.as_str()),
+        }
+    }
+
+    /// Parameters of the size at `index`: counted for slaw's models, as declared in the file
+    /// for command trainers (`None` when the script reports them).
+    pub fn size_params(&self, index: usize) -> Option<u64> {
+        match &self.trainer {
+            Trainer::Burn(b) => b.sizes.get(index).map(|s| {
+                slaw_train::cost::model_cost(&s.model, &b.data.input_shape()).params_total
+            }),
+            Trainer::Command(c) => c.sizes.get(index).and_then(|s| s.params),
+        }
+    }
+
+    /// Training examples in one epoch, when known (a command sweep may not say).
+    pub fn examples_per_epoch(&self) -> Option<f64> {
+        match &self.trainer {
+            Trainer::Burn(b) => Some(b.data.train_examples() as f64),
+            Trainer::Command(c) => c.examples_per_epoch.map(|e| e as f64),
+        }
+    }
+
+    /// Where slaw's trainer reads the Fashion-MNIST train split from, when the file says.
+    pub fn data_path(&self) -> Option<&Path> {
+        self.burn().and_then(|b| b.data_path.as_deref())
+    }
 }
 
 /// How many trials share one GPU.
@@ -463,31 +601,14 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
         path,
         message,
     };
-    let raw: SweepFile =
-        match serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)) {
-            Ok(raw) => raw,
-            Err(err) => {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                let locator = Locator::new(text);
-                let position = inner
-                    .location()
-                    .map(|l| Position {
-                        line: l.line(),
-                        column: l.column(),
-                    })
-                    .unwrap_or_else(|| locator.value(&path));
-                let message = strip_path(&strip_location(&inner.to_string()), &path);
-                let path = if path == "." {
-                    "(top level)".to_string()
-                } else {
-                    path
-                };
-                return Err(SpecError::Invalid(vec![problem(position, path, message)]));
-            }
-        };
     let mut findings = Findings::default();
-    let spec = resolve(raw, &mut findings);
+    let spec = if is_command_file(text) {
+        let raw: command::CommandSweepFile = deserialize(text, file)?;
+        command::resolve(raw, &mut findings)
+    } else {
+        let raw: SweepFile = deserialize(text, file)?;
+        resolve(raw, &mut findings)
+    };
     if findings.0.is_empty() {
         if let Some(spec) = spec {
             return Ok(spec);
@@ -501,6 +622,47 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
             .map(|(path, message)| problem(locator.value(&path), path, message))
             .collect(),
     ))
+}
+
+/// Whether the file says `trainer: command` (its schema differs from slaw's own trainer's).
+fn is_command_file(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        trainer: Option<serde_yaml::Value>,
+    }
+    serde_yaml::from_str::<Probe>(text)
+        .ok()
+        .and_then(|p| p.trainer)
+        .is_some_and(|t| t.as_str() == Some("command"))
+}
+
+/// The file as written, or its first schema error with path and position.
+fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let locator = Locator::new(text);
+        let position = inner
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or_else(|| locator.value(&path));
+        let message = strip_path(&strip_location(&inner.to_string()), &path);
+        let path = if path == "." {
+            "(top level)".to_string()
+        } else {
+            path
+        };
+        SpecError::Invalid(vec![Problem {
+            file: file.to_string(),
+            position,
+            path,
+            message,
+        }])
+    })
 }
 
 /// serde_yaml starts its messages with the path of the enclosing mapping, which is reported
@@ -520,42 +682,78 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
-    if raw.name.is_empty()
-        || !raw
-            .name
+/// The sweep name is used in paths and SQL filters: a restricted alphabet.
+fn check_name(name: &str, f: &mut Findings) {
+    if name.is_empty()
+        || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         f.add(
             "name",
-            format!(
-                "sweep names use letters, digits, '-', '_' and '.', got {:?}",
-                raw.name
-            ),
+            format!("sweep names use letters, digits, '-', '_' and '.', got {name:?}"),
         );
     }
-    let (data, data_path) = resolve_data(&raw.data, f);
-    let sizes = resolve_model(&raw.model, &data, f);
-    let t = &raw.train;
+}
 
-    if t.epochs.is_empty() {
+/// The axes every trainer shares: epoch budgets, learning rates (or an adaptive search), seeds.
+struct Axes {
+    epochs: Vec<f64>,
+    lrs: Option<Vec<f64>>,
+    adaptive: Option<AdaptiveLr>,
+    seeds: Vec<u64>,
+}
+
+fn resolve_axes(
+    epochs: &[f64],
+    lr: &LrSection,
+    seeds: Option<&Vec<u64>>,
+    f: &mut Findings,
+) -> Axes {
+    if epochs.is_empty() {
         f.add("train.epochs", "the epoch-budget axis is empty");
     }
-    for (i, e) in t.epochs.iter().enumerate() {
+    for (i, e) in epochs.iter().enumerate() {
         f.positive(&format!("train.epochs[{i}]"), *e, "an epoch budget");
     }
-    let epochs = dedup_sorted(&t.epochs, "train.epochs", f);
-    let (lrs, adaptive) = match resolve_lr(&t.lr, f) {
+    let epochs = dedup_sorted(epochs, "train.epochs", f);
+    let (lrs, adaptive) = match resolve_lr(lr, f) {
         Some((l, a)) => (Some(l), a),
         None => (None, None),
     };
-    let seeds = t.seeds.clone().unwrap_or_else(|| vec![0]);
+    let seeds = seeds.cloned().unwrap_or_else(|| vec![0]);
     if seeds.is_empty() {
         f.add("train.seeds", "the seed axis is empty");
     }
     if seeds.iter().collect::<HashSet<_>>().len() != seeds.len() {
         f.add("train.seeds", "a seed appears twice");
+    }
+    Axes {
+        epochs,
+        lrs,
+        adaptive,
+        seeds,
+    }
+}
+
+fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
+    check_name(&raw.name, f);
+    let (data, data_path) = resolve_data(&raw.data, f);
+    let sizes = resolve_model(&raw.model, &data, f);
+    let t = &raw.train;
+    let axes = resolve_axes(&t.epochs, &t.lr, t.seeds.as_ref(), f);
+    if let Some(e) = &raw.execution {
+        for (field, present) in [
+            ("timeout", e.timeout.is_some()),
+            ("heartbeat_timeout", e.heartbeat_timeout.is_some()),
+        ] {
+            if present {
+                f.add(
+                    format!("execution.{field}"),
+                    "a setting of command trainers (trainer: command)",
+                );
+            }
+        }
     }
     if t.batch_size == 0 {
         f.add("train.batch_size", "the batch size must be at least 1");
@@ -584,6 +782,9 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
             format!("the warm-up is a fraction of the budget in [0, 1), got {warmup}"),
         );
     }
+    if let Some(c) = t.agc {
+        f.positive("train.agc", c, "the adaptive clipping threshold");
+    }
     if let Some(c) = t.grad_clip {
         f.positive("train.grad_clip", c, "the gradient-norm clip");
     }
@@ -609,24 +810,27 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
     Some(SweepSpec {
         name: raw.name,
         description: raw.description,
-        data,
-        data_path,
-        sizes: sizes?,
-        epochs,
-        lrs: lrs?,
-        adaptive,
-        seeds,
-        batch_size: t.batch_size,
-        optim: OptimConfig {
-            optimizer: optimizer?,
-            lr: 0.0,
-            weight_decay,
-            warmup,
-            schedule: t.schedule.unwrap_or(Schedule::Cosine),
-            grad_clip: t.grad_clip,
-        },
-        precision: t.precision.unwrap_or(Precision::F32),
-        eval,
+        trainer: Trainer::Burn(BurnSpec {
+            data,
+            data_path,
+            sizes: sizes?,
+            batch_size: t.batch_size,
+            optim: OptimConfig {
+                optimizer: optimizer?,
+                lr: 0.0,
+                weight_decay,
+                warmup,
+                schedule: t.schedule.unwrap_or(Schedule::Cosine),
+                grad_clip: t.grad_clip,
+                agc: t.agc,
+            },
+            precision: t.precision.unwrap_or(Precision::F32),
+            eval,
+        }),
+        epochs: axes.epochs,
+        lrs: axes.lrs?,
+        adaptive: axes.adaptive,
+        seeds: axes.seeds,
         retries: raw.retries.unwrap_or_default(),
         per_device: resolve_per_device(raw.execution.as_ref(), f),
         slurm: slurm::resolve(raw.slurm.as_ref(), f),
@@ -749,10 +953,7 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
     }
     let mut names = HashSet::new();
     let shape = data.input_shape();
-    let family_name = match m.family {
-        Family::Mlp => "mlp",
-        Family::Vit => "vit",
-    };
+    let family_name = m.family.name();
     let foreign = foreign_fields(m.family);
     for field in m.written().into_iter().filter(|f| foreign.contains(f)) {
         f.add(
@@ -797,18 +998,22 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
             }
         };
         let width = need("width", s.width.or(m.width), 1);
-        let depth = need("depth", s.depth.or(m.depth), 1);
         let bias = s.bias.or(m.bias).unwrap_or(true);
         let model = match m.family {
             Family::Mlp => ModelConfig::Mlp(MlpConfig {
                 width,
-                depth,
+                depth: need("depth", s.depth.or(m.depth), 1),
                 activation: s.activation.or(m.activation).unwrap_or(Activation::Gelu),
                 bias,
             }),
-            Family::Vit => {
+            Family::Vit | Family::Aim => {
+                let depth = need("depth", s.depth.or(m.depth), 1);
                 let patch = need("patch", s.patch.or(m.patch), 1);
                 let heads = need("heads", s.heads.or(m.heads), 1);
+                let head_depth = match m.family {
+                    Family::Aim => need("head_depth", s.head_depth.or(m.head_depth).or(Some(2)), 1),
+                    _ => 0,
+                };
                 if patch > 0 && (shape.height % patch != 0 || shape.width % patch != 0) {
                     f.add(
                         format!("{p}.patch"),
@@ -816,6 +1021,14 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                             "a patch of {patch} does not tile {}×{} images",
                             shape.height, shape.width
                         ),
+                    );
+                } else if m.family == Family::Aim
+                    && patch > 0
+                    && (shape.height / patch) * (shape.width / patch) < 2
+                {
+                    f.add(
+                        format!("{p}.patch"),
+                        "AIM needs at least two patches per image to predict the next one",
                     );
                 }
                 if heads > 0 && width % heads != 0 {
@@ -838,16 +1051,74 @@ fn resolve_model(m: &ModelSection, data: &DataConfig, f: &mut Findings) -> Optio
                     }
                     (None, None) => 4 * width,
                 };
-                ModelConfig::Vit(VitConfig {
-                    patch,
+                let qk_norm = s.qk_norm.or(m.qk_norm).unwrap_or(false);
+                if m.family == Family::Aim {
+                    ModelConfig::Aim(AimConfig {
+                        patch,
+                        width,
+                        depth,
+                        heads,
+                        mlp_dim,
+                        head_depth,
+                        qk_norm,
+                        bias,
+                    })
+                } else {
+                    ModelConfig::Vit(VitConfig {
+                        patch,
+                        width,
+                        depth,
+                        heads,
+                        mlp_dim,
+                        pool: s.pool.or(m.pool).unwrap_or(Pool::Cls),
+                        qk_norm,
+                        parallel_block: s.parallel_block.or(m.parallel_block).unwrap_or(false),
+                        bias,
+                    })
+                }
+            }
+            Family::Convnet => {
+                let depths = s.depths.clone().or_else(|| m.depths.clone());
+                let depths = match depths {
+                    None => {
+                        f.add(
+                            format!("{p}.depths"),
+                            "missing: set depths (blocks per stage, e.g. [1, 2, 6, 3]) on the size or on model",
+                        );
+                        vec![1]
+                    }
+                    Some(d) if d.is_empty() => {
+                        f.add(format!("{p}.depths"), "needs at least one stage");
+                        vec![1]
+                    }
+                    Some(d) => {
+                        if let Some(i) = d.iter().position(|&n| n == 0) {
+                            f.add(
+                                format!("{p}.depths[{i}]"),
+                                "every stage needs at least one block",
+                            );
+                        }
+                        if d.len() > 6 {
+                            f.add(
+                                format!("{p}.depths"),
+                                format!(
+                                    "{} stages halve {}×{} images below one pixel",
+                                    d.len(),
+                                    shape.height,
+                                    shape.width
+                                ),
+                            );
+                        }
+                        d
+                    }
+                };
+                let alpha = s.alpha.or(m.alpha).unwrap_or(0.2);
+                f.positive(&format!("{p}.alpha"), alpha, "the residual scale alpha");
+                ModelConfig::Convnet(ConvNetConfig {
                     width,
-                    depth,
-                    heads,
-                    mlp_dim,
-                    pool: s.pool.or(m.pool).unwrap_or(Pool::Cls),
-                    qk_norm: s.qk_norm.or(m.qk_norm).unwrap_or(false),
-                    parallel_block: s.parallel_block.or(m.parallel_block).unwrap_or(false),
-                    bias,
+                    depths,
+                    alpha,
+                    activation: s.activation.or(m.activation).unwrap_or(Activation::Relu),
                 })
             }
         };

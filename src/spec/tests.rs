@@ -39,8 +39,9 @@ fn a_good_sweep_resolves_every_default() {
     assert_eq!(s.epochs, vec![0.5, 2.0]);
     assert_eq!(s.lrs, vec![0.0005, 0.001, 0.002]);
     assert_eq!(s.seeds, vec![0, 1]);
-    assert_eq!(s.sizes.len(), 2);
-    let ModelConfig::Vit(m) = &s.sizes[1].model else {
+    let b = s.burn().expect("slaw's trainer");
+    assert_eq!(b.sizes.len(), 2);
+    let ModelConfig::Vit(m) = &b.sizes[1].model else {
         panic!()
     };
     assert_eq!(
@@ -49,16 +50,53 @@ fn a_good_sweep_resolves_every_default() {
     );
     assert!(m.qk_norm && !m.parallel_block && m.bias);
     assert_eq!(
-        s.optim.optimizer,
+        b.optim.optimizer,
         Optimizer::AdamW {
             beta1: 0.9,
             beta2: 0.95,
             eps: 1e-8
         }
     );
-    assert_eq!(s.optim.schedule, Schedule::Cosine);
+    assert_eq!(b.optim.schedule, Schedule::Cosine);
     assert_eq!(s.retries, Retries::default());
-    assert_eq!(s.eval.points, 8);
+    assert_eq!(b.eval.points, 8);
+}
+
+#[test]
+fn burn_sweeps_store_as_before() {
+    // Stored sweeps (spec_json) keep the trainer's fields at the top level, as before command
+    // trainers existed, and read back.
+    let s = parse(GOOD, "x.yaml").unwrap();
+    let json = serde_json::to_value(&s).unwrap();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        vec![
+            "adaptive",
+            "batch_size",
+            "data",
+            "data_path",
+            "description",
+            "epochs",
+            "eval",
+            "lrs",
+            "name",
+            "optim",
+            "per_device",
+            "precision",
+            "retries",
+            "seeds",
+            "sizes"
+        ]
+    );
+    let back: SweepSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back, s);
 }
 
 #[test]
@@ -265,5 +303,100 @@ fn a_slurm_section_resolves_and_is_checked_with_positions() {
         )),
         "{}",
         p[0]
+    );
+}
+
+const CONVNET: &str = "\
+name: nf
+data:
+  dataset: fashion-mnist
+  validation: 2000
+model:
+  family: convnet
+  sizes:
+    - {name: f0, width: 8, depths: [1, 2]}
+    - {name: f1, width: 8, depths: [2, 4], alpha: 0.1, activation: gelu}
+train:
+  epochs: [1]
+  lr: {values: [0.4]}
+  batch_size: 64
+  optimizer: {name: sgd, momentum: 0.9, nesterov: true}
+  agc: 0.16
+";
+
+#[test]
+fn convnet_sizes_and_agc_resolve() {
+    let s = parse(CONVNET, "x.yaml").unwrap();
+    let ModelConfig::Convnet(f0) = &s.burn().unwrap().sizes[0].model else {
+        panic!()
+    };
+    assert_eq!(f0.depths, vec![1, 2]);
+    assert_eq!((f0.alpha, f0.activation), (0.2, Activation::Relu));
+    let ModelConfig::Convnet(f1) = &s.burn().unwrap().sizes[1].model else {
+        panic!()
+    };
+    assert_eq!((f1.alpha, f1.activation), (0.1, Activation::Gelu));
+    assert_eq!(s.burn().unwrap().optim.agc, Some(0.16));
+}
+
+#[test]
+fn convnet_settings_of_other_families_are_errors_with_lines() {
+    let text = CONVNET.replace(
+        "{name: f0, width: 8, depths: [1, 2]}",
+        "{name: f0, width: 8, heads: 2}",
+    );
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        msgs.iter().any(|m| m.starts_with("x.yaml:8:")
+            && m.contains("model.sizes[0].heads: not a setting of the convnet family")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.sizes[0].depths: missing")),
+        "{msgs:?}"
+    );
+    let text = CONVNET.replace("depths: [1, 2]}", "depths: [1, 0]}");
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.sizes[0].depths[1]: every stage needs at least one block")),
+        "{msgs:?}"
+    );
+    let text = CONVNET.replace("agc: 0.16", "agc: -1");
+    let msgs: Vec<String> = problems(&text).iter().map(|p| p.to_string()).collect();
+    assert!(msgs.iter().any(|m| m.contains("train.agc")), "{msgs:?}");
+}
+
+#[test]
+fn aim_sizes_resolve_and_need_two_patches() {
+    let text = GOOD
+        .replace("family: vit", "family: aim\n  head_depth: 3")
+        .replace("  qk_norm: true\n", "");
+    let s = parse(&text, "x.yaml").unwrap();
+    let ModelConfig::Aim(a) = &s.burn().unwrap().sizes[1].model else {
+        panic!()
+    };
+    assert_eq!(
+        (a.width, a.depth, a.heads, a.head_depth, a.patch),
+        (64, 3, 2, 3, 7)
+    );
+    let msgs: Vec<String> = problems(&text.replace("patch: 7", "patch: 28"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("at least two patches")),
+        "{msgs:?}"
+    );
+    // Pooling is a classifier's setting.
+    let msgs: Vec<String> = problems(&text.replace("head_depth: 3", "head_depth: 3\n  pool: mean"))
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.pool: not a setting of the aim family")),
+        "{msgs:?}"
     );
 }

@@ -19,12 +19,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
+use crate::job::Job;
 use crate::plan::TrialSpec;
 use crate::spec::SweepSpec;
 
 pub use rows::{
-    Claimed, EventRow, FitRow, MetricRow, NewFit, NewSlurmJob, SlurmJobRow, StateCounts, SweepRow,
-    TrialRow, TrialState,
+    Claimed, EventRow, FitRow, LogRow, MetricRow, NewFit, NewSlurmJob, SlurmJobRow, StateCounts,
+    SweepRow, TrialRow, TrialState,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -157,6 +158,33 @@ pub struct Holder {
     pub slurm_job: Option<String>,
     /// When it was claimed, Unix seconds.
     pub claimed_at: Option<f64>,
+}
+
+/// What a command trainer reported about its trial's size and cost, written when it ends.
+/// `None` keeps the planned value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Accounting {
+    /// Parameters.
+    pub params: Option<u64>,
+    /// Non-embedding parameters.
+    pub params_non_embedding: Option<u64>,
+    /// Training FLOPs per example (also rescales the FLOPs of the attempt's metrics).
+    pub flops_per_example: Option<f64>,
+    /// Examples seen.
+    pub examples: Option<u64>,
+    /// Optimiser steps done.
+    pub steps: Option<u64>,
+}
+
+/// One line of a trial's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// `stdout`, `stderr`, `metrics` (non-record lines of `$SLAW_METRICS`) or `slaw`.
+    pub stream: &'static str,
+    /// The line, without its newline.
+    pub line: String,
+    /// When it was read, Unix seconds.
+    pub at: f64,
 }
 
 /// A trial the reaper returned to the claimable states.
@@ -330,7 +358,7 @@ impl Store {
         &self,
         sweep_id: i64,
         trials: &[TrialSpec],
-        is_member: &dyn Fn(&slaw_train::TrialConfig) -> bool,
+        is_member: &dyn Fn(&Job) -> bool,
     ) -> Result<SyncReport, StoreError> {
         let mut tx = self.pool.begin().await?;
         let stored: Vec<(String, String)> =
@@ -537,6 +565,9 @@ impl Store {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT COALESCE(SUM(t.flops), 0.0) AS total, \
                     COALESCE(SUM(CASE WHEN {} THEN t.flops \
+                                      WHEN t.state = 'running' AND t.steps <= 0 THEN t.flops \
+                                      WHEN t.state = 'running' \
+                                           AND COALESCE(t.progress_step, 0) >= t.steps THEN 0.0 \
                                       WHEN t.state = 'running' THEN t.flops * \
                                            (1.0 - 1.0 * COALESCE(t.progress_step, 0) / t.steps) \
                                       ELSE 0.0 END), 0.0) AS remaining \
@@ -927,11 +958,15 @@ impl Store {
             return Ok(None);
         };
         let claimed = Claimed::from_row(&row)?;
-        sqlx::query("DELETE FROM metrics WHERE trial_id = $1 AND attempt >= $2")
+        for table in ["metrics", "trial_logs"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE trial_id = $1 AND attempt >= $2"
+            )))
             .bind(claimed.trial_id)
             .bind(claimed.attempt)
             .execute(&mut *tx)
             .await?;
+        }
         sqlx::query(
             "INSERT INTO trial_events (trial_id, attempt, event, worker, at, detail) \
              VALUES ($1, $2, 'claimed', $3, $4, $5)",
@@ -947,12 +982,13 @@ impl Store {
         Ok(Some(claimed))
     }
 
-    /// Records that training started; `false` when the lease was lost.
+    /// Records that training started (with the trainer's own parameter count, when it has
+    /// one); `false` when the lease was lost.
     pub async fn mark_started(
         &self,
         c: &Claimed,
         worker: &str,
-        params_measured: u64,
+        params_measured: Option<u64>,
     ) -> Result<bool, StoreError> {
         let t = now();
         let done = sqlx::query(
@@ -963,7 +999,7 @@ impl Store {
         .bind(c.attempt)
         .bind(worker)
         .bind(t)
-        .bind(params_measured as i64)
+        .bind(params_measured.map(|p| p as i64))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -1016,6 +1052,143 @@ impl Store {
         Ok(())
     }
 
+    /// Stores evaluation points of the claimed attempt, each with a JSON object of further
+    /// metrics. A point whose step is stored already is merged into it: values given now
+    /// replace stored ones, missing ones keep them.
+    pub async fn upsert_metrics(
+        &self,
+        c: &Claimed,
+        points: &[(MetricRow, Option<String>)],
+    ) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (m, extra) in points {
+            sqlx::query(
+                "INSERT INTO metrics (trial_id, attempt, step, examples, flops, lr, train_loss, \
+                                      val_loss, val_accuracy, wall_seconds, extra) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (trial_id, attempt, step) DO UPDATE SET \
+                     examples = excluded.examples, flops = excluded.flops, lr = excluded.lr, \
+                     train_loss = COALESCE(excluded.train_loss, metrics.train_loss), \
+                     val_loss = COALESCE(excluded.val_loss, metrics.val_loss), \
+                     val_accuracy = COALESCE(excluded.val_accuracy, metrics.val_accuracy), \
+                     wall_seconds = excluded.wall_seconds, \
+                     extra = COALESCE(excluded.extra, metrics.extra)",
+            )
+            .bind(c.trial_id)
+            .bind(c.attempt)
+            .bind(m.step)
+            .bind(m.examples)
+            .bind(m.flops)
+            .bind(m.lr)
+            .bind(finite(m.train_loss))
+            .bind(finite(m.val_loss))
+            .bind(finite(m.val_accuracy))
+            .bind(m.wall_seconds)
+            .bind(extra.as_deref())
+            // Not cached: through the Any driver a parameter bound as NULL in one execution
+            // and as a number in another breaks PostgreSQL's cached statement ("incorrect
+            // binary data format in bind parameter").
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends lines to the claimed attempt's log.
+    pub async fn add_logs(&self, c: &Claimed, lines: &[LogLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for l in lines {
+            sqlx::query(
+                "INSERT INTO trial_logs (trial_id, attempt, stream, line, at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(c.trial_id)
+            .bind(c.attempt)
+            .bind(l.stream)
+            .bind(&l.line)
+            .bind(l.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last `limit` log lines of a trial's current attempt, oldest first.
+    pub async fn logs(&self, trial_id: i64, limit: usize) -> Result<Vec<LogRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM trial_logs l JOIN trials t ON t.id = l.trial_id AND l.attempt = t.attempts \
+             WHERE l.trial_id = $1 ORDER BY l.id DESC LIMIT $2",
+            LogRow::COLUMNS
+        )))
+        .bind(trial_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(LogRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Writes what a command trainer reported about its trial's size and cost: parameters,
+    /// FLOPs per example, and (for a completed trial) the examples and steps it ran; the
+    /// trial's FLOPs and its metrics' FLOPs follow. `false` when the lease was lost.
+    pub async fn record_accounting(
+        &self,
+        c: &Claimed,
+        worker: &str,
+        a: &Accounting,
+    ) -> Result<bool, StoreError> {
+        let as_i64 = |v: Option<u64>| v.map(|x| x as i64);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE trials SET params = COALESCE($4, params), \
+                 params_non_embedding = COALESCE($5, params_non_embedding), \
+                 params_measured = COALESCE($4, params_measured), \
+                 flops_per_example = COALESCE($6, flops_per_example), \
+                 examples = COALESCE($7, examples), steps = COALESCE($8, steps), \
+                 flops = COALESCE($6, flops_per_example) * COALESCE($7, examples) \
+             WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
+        )
+        .bind(c.trial_id)
+        .bind(c.attempt)
+        .bind(worker)
+        .bind(as_i64(a.params))
+        .bind(as_i64(a.params_non_embedding))
+        .bind(finite(a.flops_per_example))
+        .bind(as_i64(a.examples))
+        .bind(as_i64(a.steps))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(fpe) = finite(a.flops_per_example) {
+            sqlx::query(
+                "UPDATE metrics SET flops = examples * $3 WHERE trial_id = $1 AND attempt = $2",
+            )
+            .bind(c.trial_id)
+            .bind(c.attempt)
+            .bind(fpe)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Ends the claimed attempt in `state`. A clean interruption (Ctrl-C) gives the attempt
     /// back, so that it does not count against the retry limit. `false` when the lease was lost.
     pub async fn finish(
@@ -1056,12 +1229,16 @@ impl Store {
             return Ok(false);
         }
         if clean_interrupt {
-            // The refunded attempt number will be reused: its partial curve goes.
-            sqlx::query("DELETE FROM metrics WHERE trial_id = $1 AND attempt = $2")
+            // The refunded attempt number will be reused: its partial curve and log go.
+            for table in ["metrics", "trial_logs"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE trial_id = $1 AND attempt = $2"
+                )))
                 .bind(c.trial_id)
                 .bind(c.attempt)
                 .execute(&mut *tx)
                 .await?;
+            }
         }
         sqlx::query(
             "INSERT INTO trial_events (trial_id, attempt, event, worker, at, detail) \
@@ -1151,7 +1328,7 @@ async fn insert_trial(
     .bind(trial.params_non_embedding as i64)
     .bind(trial.tokens_per_example as i64)
     .bind(trial.epochs)
-    .bind(trial.config.batch_size as i64)
+    .bind(trial.config.batch_size().unwrap_or(0) as i64)
     .bind(trial.lr)
     .bind(trial.seed as i64)
     .bind(trial.steps as i64)

@@ -1,11 +1,11 @@
 //! Typed rows of the store's tables and their decoding from sqlx rows.
 
 use serde::Serialize;
-use slaw_train::config::TrialConfig;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::StoreError;
+use crate::job::Job;
 
 /// The life cycle of a trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -255,8 +255,8 @@ impl TrialRow {
         })
     }
 
-    /// The trainer's configuration.
-    pub fn config(&self) -> Result<TrialConfig, StoreError> {
+    /// What the trial runs.
+    pub fn config(&self) -> Result<Job, StoreError> {
         serde_json::from_str(&self.config_json)
             .map_err(|e| StoreError::Corrupt(format!("trial {}: {e}", self.key)))
     }
@@ -330,6 +330,32 @@ impl EventRow {
     }
 }
 
+/// One line of a trial's log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRow {
+    /// Attempt it belongs to.
+    pub attempt: i64,
+    /// `stdout`, `stderr`, `metrics` or `slaw`.
+    pub stream: String,
+    /// The line.
+    pub line: String,
+    /// When it was read, Unix seconds.
+    pub at: f64,
+}
+
+impl LogRow {
+    pub(super) const COLUMNS: &'static str = "l.attempt, l.stream, l.line, l.at";
+
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self, StoreError> {
+        Ok(LogRow {
+            attempt: r.try_get("attempt")?,
+            stream: r.try_get("stream")?,
+            line: r.try_get("line")?,
+            at: r.try_get("at")?,
+        })
+    }
+}
+
 /// A trial attempt a worker holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
@@ -341,8 +367,8 @@ pub struct Claimed {
     pub key: String,
     /// The attempt number (fences every later write).
     pub attempt: i64,
-    /// What to train.
-    pub config: TrialConfig,
+    /// What to run.
+    pub config: Job,
     /// Training FLOPs per example.
     pub flops_per_example: f64,
 }

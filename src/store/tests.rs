@@ -42,6 +42,7 @@ on_both!(
     query_table_decodes_every_type,
     read_only_store_refuses_writes,
     slurm_jobs_are_recorded,
+    merged_points_logs_and_reported_costs,
 );
 
 const SWEEP: &str = "\
@@ -114,8 +115,8 @@ async fn sweep_and_trials_round_trip(backend: Backend) {
         Err(StoreError::NoSuchSweep(_))
     ));
     // A second sync changes nothing; dropping a trial retires it.
-    let none = |_: &slaw_train::TrialConfig| false;
-    let all = |_: &slaw_train::TrialConfig| true;
+    let none = |_: &crate::job::Job| false;
+    let all = |_: &crate::job::Job| true;
     let report = |added, existing, retired| SyncReport {
         added,
         existing,
@@ -149,8 +150,9 @@ async fn claim_heartbeat_metrics_finish(backend: Backend) {
     let c = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
     assert_eq!(c.attempt, 1);
     // Largest first: size b.
-    assert!(c.config.model == expand(&parse(SWEEP, "s").unwrap()).trials[2].config.model);
-    assert!(store.mark_started(&c, "h:1", 123).await.unwrap());
+    let planned = expand(&parse(SWEEP, "s").unwrap());
+    assert!(c.config.burn().unwrap().model == planned.trials[2].config.burn().unwrap().model);
+    assert!(store.mark_started(&c, "h:1", Some(123)).await.unwrap());
     assert!(store.heartbeat(&c, "h:1", 4, Some(1.0)).await.unwrap());
     // Another worker's heartbeat on this attempt is refused.
     assert!(!store.heartbeat(&c, "h:2", 4, Some(1.0)).await.unwrap());
@@ -684,4 +686,98 @@ fn worker_identities_name_their_slurm_task() {
         &format!("slurm:1_2@other:{pid}"),
         "h"
     ));
+}
+
+async fn merged_points_logs_and_reported_costs(backend: Backend) {
+    let Some((_db, store, id, _)) = fresh(backend, "merged_points_logs_and_reported_costs").await
+    else {
+        return;
+    };
+    let c = store.claim(id, "h:1", "cpu").await.unwrap().unwrap();
+    let point = |step: i64, train: Option<f64>, val: Option<f64>| MetricRow {
+        step,
+        examples: step * 10,
+        flops: 0.0,
+        lr: 0.01,
+        train_loss: train,
+        val_loss: val,
+        val_accuracy: None,
+        wall_seconds: 1.0,
+    };
+    store
+        .upsert_metrics(&c, &[(point(5, Some(2.0), None), None)])
+        .await
+        .unwrap();
+    // A second write of step 5 merges: the validation loss joins the training loss.
+    store
+        .upsert_metrics(
+            &c,
+            &[
+                (
+                    point(5, None, Some(2.5)),
+                    Some(r#"{"grad_norm":0.5}"#.into()),
+                ),
+                (point(9, Some(1.0), Some(1.5)), None),
+            ],
+        )
+        .await
+        .unwrap();
+    let m = store.metrics(c.trial_id).await.unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!((m[0].train_loss, m[0].val_loss), (Some(2.0), Some(2.5)));
+    let extra = store
+        .query_table(
+            "SELECT extra FROM metrics WHERE trial_id = CAST($1 AS BIGINT) AND step = 5",
+            &[c.trial_id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        extra.rows[0][0],
+        crate::store::Value::Text(r#"{"grad_norm":0.5}"#.into())
+    );
+    let line = |stream, text: &str| LogLine {
+        stream,
+        line: text.to_string(),
+        at: 1.0,
+    };
+    store
+        .add_logs(&c, &[line("stdout", "hello"), line("stderr", "warn")])
+        .await
+        .unwrap();
+    let logs = store.logs(c.trial_id, 1).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (logs[0].stream.as_str(), logs[0].line.as_str()),
+        ("stderr", "warn")
+    );
+    // What the trainer reported replaces the plan: FLOPs follow, in the curve too.
+    let a = Accounting {
+        params: Some(1000),
+        params_non_embedding: None,
+        flops_per_example: Some(6000.0),
+        examples: Some(90),
+        steps: Some(9),
+    };
+    assert!(!store.record_accounting(&c, "other:1", &a).await.unwrap());
+    assert!(store.record_accounting(&c, "h:1", &a).await.unwrap());
+    let row = store.trial_by_key(&c.key).await.unwrap().remove(0);
+    assert_eq!((row.params, row.examples, row.steps), (1000, 90, 9));
+    assert_eq!(row.params_measured, Some(1000));
+    assert_eq!(row.flops, 6000.0 * 90.0);
+    let m = store.metrics(c.trial_id).await.unwrap();
+    assert_eq!(m[1].flops, 6000.0 * 90.0);
+    // A clean interrupt refunds the attempt: its curve and log go.
+    store
+        .finish(&c, "h:1", TrialState::Interrupted, &finish(1.0), true)
+        .await
+        .unwrap();
+    let left = store
+        .query_table(
+            "SELECT COUNT(*) FROM trial_logs WHERE trial_id = CAST($1 AS BIGINT)",
+            &[c.trial_id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.rows[0][0], crate::store::Value::Int(0));
 }

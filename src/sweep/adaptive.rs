@@ -204,7 +204,7 @@ pub fn plan_next(
             .insert(*k, combine(points));
     }
 
-    let mut order: Vec<usize> = (0..spec.sizes.len()).collect();
+    let mut order: Vec<usize> = (0..spec.size_count()).collect();
     order.sort_by(|&x, &y| params[x].total_cmp(&params[y]).then(x.cmp(&y)));
     let mut add = Vec::new();
     let mut states = Vec::new();

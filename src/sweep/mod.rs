@@ -59,8 +59,12 @@ pub async fn prepare(
     })
 }
 
-/// Refuses combinations that cannot train: bf16 on the CPU, CUDA in a build without it.
+/// Refuses combinations that cannot train: bf16 on the CPU, CUDA in a build without it. A
+/// command trainer runs anywhere (its program uses the GPU, not slaw).
 pub fn preflight(spec: &SweepSpec, devices: &[ComputeDevice]) -> Result<(), SweepError> {
+    let Some(burn) = spec.burn() else {
+        return Ok(());
+    };
     let cuda = devices.iter().any(|d| matches!(d, ComputeDevice::Cuda(_)));
     if cuda && !CUDA_BUILT {
         return Err(SweepError::Unsupported(
@@ -68,7 +72,7 @@ pub fn preflight(spec: &SweepSpec, devices: &[ComputeDevice]) -> Result<(), Swee
                 .into(),
         ));
     }
-    if spec.precision == Precision::Bf16 && devices.contains(&ComputeDevice::Cpu) {
+    if burn.precision == Precision::Bf16 && devices.contains(&ComputeDevice::Cpu) {
         return Err(SweepError::Unsupported(format!(
             "sweep {}: precision bf16 needs --device cuda (the CPU backend trains in f32)",
             spec.name
@@ -196,11 +200,8 @@ impl AdaptiveScheduler {
         let Some(a) = &spec.adaptive else {
             return Ok((0, None));
         };
-        let shape = spec.data.input_shape();
-        let params: Vec<f64> = spec
-            .sizes
-            .iter()
-            .map(|s| slaw_train::cost::model_cost(&s.model, &shape).params_total as f64)
+        let params: Vec<f64> = (0..spec.size_count())
+            .map(|i| spec.size_params(i).unwrap_or(0) as f64)
             .collect();
         let examples: Vec<f64> = spec
             .epochs

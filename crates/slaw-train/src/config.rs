@@ -148,6 +148,88 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     /// A Vision Transformer on non-overlapping patches.
     Vit(VitConfig),
+    /// A normaliser-free residual ConvNet (NF-ResNet / NFNet).
+    Convnet(ConvNetConfig),
+    /// An autoregressive image model (AIM): a ViT trunk predicting the next patch.
+    Aim(AimConfig),
+}
+
+impl ModelConfig {
+    /// Whether the model is trained to classify (MLP, ViT, ConvNet) rather than to predict
+    /// pixels (AIM, whose reported accuracy is a linear probe's).
+    pub fn is_classifier(&self) -> bool {
+        !matches!(self, ModelConfig::Aim(_))
+    }
+}
+
+/// A normaliser-free ResNet (Brock et al. 2021): pre-activation basic blocks of two 3×3
+/// weight-standardised convolutions, residual branches scaled by `alpha` and their inputs by
+/// 1/β (the expected standard deviation of the signal), no normalisation layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvNetConfig {
+    /// Channels of the stem and the first stage; every later stage doubles them.
+    pub width: usize,
+    /// Residual blocks per stage; the first stage keeps the resolution, each later one halves
+    /// it (NFNet's F0 → F1 → F3 → F7 grow these counts).
+    pub depths: Vec<usize>,
+    /// Residual branch scale α (NFNet: 0.2).
+    pub alpha: f64,
+    /// The non-linearity (scaled by its variance-preserving gain γ).
+    pub activation: Activation,
+}
+
+impl ConvNetConfig {
+    /// Output channels of stage `i`.
+    pub fn stage_width(&self, i: usize) -> usize {
+        self.width << i
+    }
+}
+
+/// An autoregressive image model (El-Nouby et al. 2024): patches in raster order, a ViT trunk
+/// with prefix-causal attention, and an MLP head of `head_depth` residual blocks that predicts
+/// each next patch's normalised pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AimConfig {
+    /// Side of the square patches.
+    pub patch: usize,
+    /// Trunk width d.
+    pub width: usize,
+    /// Trunk blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Hidden width of the MLPs (trunk and head).
+    pub mlp_dim: usize,
+    /// Residual MLP blocks of the prediction head.
+    pub head_depth: usize,
+    /// LayerNorm on queries and keys.
+    pub qk_norm: bool,
+    /// Biases in linear layers and LayerNorms.
+    pub bias: bool,
+}
+
+impl AimConfig {
+    /// Patches per image (the sequence length).
+    pub fn patches(&self, shape: &InputShape) -> usize {
+        (shape.height / self.patch) * (shape.width / self.patch)
+    }
+
+    /// The trunk as a ViT configuration (mean pooling, sequential blocks, no class token).
+    pub fn trunk(&self) -> VitConfig {
+        VitConfig {
+            patch: self.patch,
+            width: self.width,
+            depth: self.depth,
+            heads: self.heads,
+            mlp_dim: self.mlp_dim,
+            pool: Pool::Mean,
+            qk_norm: self.qk_norm,
+            parallel_block: false,
+            bias: self.bias,
+        }
+    }
 }
 
 /// Multi-layer perceptron: `depth` hidden layers of `width` units.
@@ -237,6 +319,10 @@ pub struct OptimConfig {
     /// Clip the global gradient norm to this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip: Option<f64>,
+    /// Adaptive gradient clipping (NFNet): clip each unit's gradient to this fraction of its
+    /// weight norm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agc: Option<f64>,
 }
 
 /// The optimisers slaw's trainer supports.

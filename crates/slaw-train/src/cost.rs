@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
+use crate::config::{
+    AimConfig, ConvNetConfig, InputShape, MlpConfig, ModelConfig, Pool, VitConfig,
+};
 
 /// Parameters and FLOPs of one layer (or group of identical layers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +89,77 @@ pub fn model_cost(model: &ModelConfig, shape: &InputShape) -> ModelCost {
     match model {
         ModelConfig::Mlp(m) => mlp_cost(m, shape),
         ModelConfig::Vit(v) => vit_cost(v, shape),
+        ModelConfig::Convnet(c) => convnet_cost(c, shape),
+        ModelConfig::Aim(a) => aim_cost(a, shape),
     }
+}
+
+/// A weight-standardised `k × k` convolution `c_in → c_out` (weights, bias, gain) producing an
+/// `h × w` map: 2 · k² · c_in · c_out FLOPs per output pixel.
+fn ws_conv(name: &str, c_in: u64, c_out: u64, k: u64, h: u64, w: u64) -> LayerCost {
+    layer(
+        name,
+        k * k * c_in * c_out + 2 * c_out,
+        2 * k * k * c_in * c_out * h * w,
+        false,
+    )
+}
+
+/// Output side of a stride-2 convolution with "same" padding.
+fn halve(side: u64) -> u64 {
+    side.div_ceil(2)
+}
+
+fn convnet_cost(c: &ConvNetConfig, shape: &InputShape) -> ModelCost {
+    let (mut h, mut w) = (shape.height as u64, shape.width as u64);
+    let mut layers = vec![ws_conv(
+        "stem",
+        shape.channels as u64,
+        c.width as u64,
+        3,
+        h,
+        w,
+    )];
+    let mut c_in = c.width as u64;
+    for (stage, &n) in c.depths.iter().enumerate() {
+        let c_out = c.stage_width(stage) as u64;
+        for b in 0..n {
+            let p = format!("stage.{stage}.block.{b}");
+            if b == 0 && stage > 0 {
+                (h, w) = (halve(h), halve(w));
+                layers.push(ws_conv(&format!("{p}.shortcut"), c_in, c_out, 1, h, w));
+            }
+            layers.push(ws_conv(&format!("{p}.conv0"), c_in, c_out, 3, h, w));
+            layers.push(ws_conv(&format!("{p}.conv1"), c_out, c_out, 3, h, w));
+            c_in = c_out;
+        }
+    }
+    layers.push(linear("head", c_in, shape.classes as u64, true, 1));
+    ModelCost::from_layers(layers, h * w)
+}
+
+fn aim_cost(a: &AimConfig, shape: &InputShape) -> ModelCost {
+    let trunk = vit_cost(&a.trunk(), shape);
+    let d = a.width as u64;
+    let m = a.mlp_dim as u64;
+    let t = a.patches(shape) as u64;
+    let patch_dim = (a.patch * a.patch * shape.channels) as u64;
+    let b = a.bias;
+    // The trunk without the ViT's classifier; the head runs on every position.
+    let mut layers: Vec<LayerCost> = trunk
+        .layers
+        .into_iter()
+        .filter(|l| l.name != "head")
+        .collect();
+    for i in 0..a.head_depth {
+        let p = format!("head.block.{i}");
+        layers.push(layer_norm(&format!("{p}.norm"), d, b));
+        layers.push(linear(&format!("{p}.fc1"), d, m, b, t));
+        layers.push(linear(&format!("{p}.fc2"), m, d, b, t));
+    }
+    layers.push(layer_norm("head.norm", d, b));
+    layers.push(linear("head.output", d, patch_dim, b, t));
+    ModelCost::from_layers(layers, t)
 }
 
 fn mlp_cost(m: &MlpConfig, shape: &InputShape) -> ModelCost {
@@ -247,5 +319,60 @@ mod tests {
         assert!(residual < 0.02, "residual {residual}");
         // Without the attention term the two differ by more than the residual.
         assert!((train - six_nd).abs() / train > 0.05);
+    }
+
+    /// Width 4, stages [1, 1] on 8×8 one-channel images: stem and first stage at 8×8, the
+    /// second stage (8 channels, with a 1×1 projection) at 4×4, counted by hand.
+    #[test]
+    fn convnet_counts_by_hand() {
+        let c = ConvNetConfig {
+            width: 4,
+            depths: vec![1, 1],
+            alpha: 0.2,
+            activation: crate::config::Activation::Relu,
+        };
+        let shape = InputShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+            classes: 10,
+        };
+        let cost = model_cost(&ModelConfig::Convnet(c), &shape);
+        // stem 44, block 152 + 152, projection 48, block 304 + 592, head 90.
+        assert_eq!(cost.params_total, 1382);
+        assert_eq!(cost.params_non_embedding, 1382);
+        // 4608 + 2·18432 (8×8) + 1024 + 9216 + 18432 (4×4) + 160.
+        assert_eq!(cost.forward_flops_per_example, 70_304);
+        assert_eq!(cost.train_flops_per_example, 3 * 70_304);
+    }
+
+    /// AIM with a one-block trunk (d 32, 4 heads, MLP 64) and a one-block head on 16 patches
+    /// of 7×7: the trunk as a ViT without its classifier, plus the head on every position.
+    #[test]
+    fn aim_counts_by_hand() {
+        let a = AimConfig {
+            patch: 7,
+            width: 32,
+            depth: 1,
+            heads: 4,
+            mlp_dim: 64,
+            head_depth: 1,
+            qk_norm: false,
+            bias: true,
+        };
+        let shape = InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+        };
+        let cost = model_cost(&ModelConfig::Aim(a), &shape);
+        assert_eq!(cost.params_total, 16_657);
+        // Patch embedding (1600) and positions (512) are embeddings.
+        assert_eq!(cost.params_non_embedding, 16_657 - 2_112);
+        // Trunk 345 088 (patch 50 176, qkv 98 304, scores and values 2 × 16 384, out 32 768,
+        // MLP 2 × 65 536) + head 181 248 (2 × 65 536 + output 50 176).
+        assert_eq!(cost.forward_flops_per_example, 526_336);
+        assert_eq!(cost.tokens_per_example, 16);
     }
 }

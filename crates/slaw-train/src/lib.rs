@@ -5,17 +5,25 @@
 //! [`trainer::train`], is not generic, so the crates that call it never monomorphise Burn's
 //! generics and rebuild quickly (see DESIGN.md, "Compile times").
 //!
+//! - [`aim`]: the autoregressive image model (prefix attention, next-patch prediction).
+//! - [`clipping`]: global-norm and adaptive (NFNet) gradient clipping.
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
+//! - [`convnet`]: the normaliser-free ResNet (weight standardisation, α/β residuals).
 //! - [`cost`]: analytical parameter and FLOP counts per layer.
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
-//! - [`model`]: the Burn modules (MLP, ViT).
+//! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
+//! - [`probe`]: the linear probe that scores AIM's frozen features.
 //! - [`schedule`]: warm-up and decay of the learning rate.
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
+pub mod aim;
+pub mod clipping;
 pub mod config;
+pub mod convnet;
 pub mod cost;
 pub mod data;
 pub mod model;
+pub mod probe;
 pub mod schedule;
 pub mod trainer;
 

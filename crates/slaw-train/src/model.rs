@@ -1,8 +1,11 @@
 //! The Burn modules of the model families: an MLP and a Vision Transformer with the ViT-22B
-//! switches (QK-norm, parallel blocks, no biases).
+//! switches (QK-norm, parallel blocks, no biases) here, the NFNet-style ConvNet in
+//! [`crate::convnet`] and the autoregressive image model in [`crate::aim`], and the [`Model`]
+//! enum over all of them.
 //!
-//! Every model maps a batch of examples, laid out as the trainer prepares them (flat pixels for
-//! the MLP, flattened patches for the ViT), to class logits.
+//! Every classifier maps a batch of examples, laid out as the trainer prepares them (flat
+//! pixels for the MLP and the ConvNet, flattened patches for the ViT and AIM), to class logits;
+//! AIM maps them to next-patch predictions.
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -10,7 +13,9 @@ use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
+use crate::convnet::ConvNet;
 
 /// A model of any family. (One is built per trial, so the size of the enum does not matter.)
 #[derive(Module, Debug)]
@@ -20,6 +25,10 @@ pub enum Model<B: Backend> {
     Mlp(Mlp<B>),
     /// Vision Transformer.
     Vit(Vit<B>),
+    /// Normaliser-free ResNet.
+    Convnet(ConvNet<B>),
+    /// Autoregressive image model.
+    Aim(Aim<B>),
 }
 
 impl<B: Backend> Model<B> {
@@ -28,15 +37,34 @@ impl<B: Backend> Model<B> {
         match config {
             ModelConfig::Mlp(c) => Model::Mlp(Mlp::init(c, shape, device)),
             ModelConfig::Vit(c) => Model::Vit(Vit::init(c, shape, device)),
+            ModelConfig::Convnet(c) => Model::Convnet(ConvNet::init(c, shape, device)),
+            ModelConfig::Aim(c) => Model::Aim(Aim::init(c, shape, device)),
         }
     }
 
-    /// Class logits `[batch, classes]` of a batch `[batch, features]`.
+    /// Class logits `[batch, classes]` of a batch `[batch, features]`; for AIM, which has no
+    /// classifier, the trunk's mean-pooled features `[batch, width]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         match self {
             Model::Mlp(m) => m.forward(x),
             Model::Vit(v) => v.forward(x),
+            Model::Convnet(c) => c.forward(x),
+            Model::Aim(a) => a.features(x),
         }
+    }
+
+    /// The parameters of the final classifier or prediction layer, which adaptive gradient
+    /// clipping leaves alone (NFNet).
+    pub fn head_param_ids(&self) -> Vec<burn::module::ParamId> {
+        let head = match self {
+            Model::Mlp(m) => &m.head,
+            Model::Vit(v) => &v.head,
+            Model::Convnet(c) => &c.head,
+            Model::Aim(a) => a.output_layer(),
+        };
+        std::iter::once(head.weight.id)
+            .chain(head.bias.as_ref().map(|b| b.id))
+            .collect()
     }
 }
 
@@ -89,7 +117,7 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    fn init(c: &VitConfig, device: &B::Device) -> Self {
+    pub(crate) fn init(c: &VitConfig, device: &B::Device) -> Self {
         let dh = c.width / c.heads;
         let norm = || {
             c.qk_norm
@@ -108,7 +136,10 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// Self-attention over `x` `[batch, tokens, width]`; `mask`, broadcast to
+    /// `[batch, heads, tokens, tokens]`, is added to the scores (0 where a query may attend a
+    /// key, a large negative number where it may not).
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
         let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
@@ -125,9 +156,12 @@ impl<B: Backend> Attention<B> {
         if let Some(n) = &self.k_norm {
             k = n.forward(k);
         }
-        let scores = q
+        let mut scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (dh as f64).sqrt());
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
         let attn = softmax(scores, 3);
         let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.out.forward(y)
@@ -145,7 +179,7 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn init(c: &VitConfig, device: &B::Device) -> Self {
+    pub(crate) fn init(c: &VitConfig, device: &B::Device) -> Self {
         let ln = || LayerNormConfig::new(c.width).with_bias(c.bias).init(device);
         Block {
             norm1: ln(),
@@ -164,15 +198,16 @@ impl<B: Backend> Block<B> {
         self.fc2.forward(gelu(self.fc1.forward(x)))
     }
 
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// The block over `x` `[batch, tokens, width]`, with an optional additive attention mask.
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         match &self.norm2 {
             // x + Attn(LN(x)) + MLP(LN(x)): one norm feeds both branches.
             None => {
                 let n = self.norm1.forward(x.clone());
-                x + self.attn.forward(n.clone()) + self.mlp(n)
+                x + self.attn.forward(n.clone(), mask) + self.mlp(n)
             }
             Some(norm2) => {
-                let x = x.clone() + self.attn.forward(self.norm1.forward(x));
+                let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
                 x.clone() + self.mlp(norm2.forward(x))
             }
         }
@@ -225,7 +260,7 @@ impl<B: Backend> Vit<B> {
         }
         x = x + self.position_embedding.val();
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, None);
         }
         let x = self.final_norm.forward(x);
         let [_, t, d] = x.dims();
@@ -241,7 +276,7 @@ impl<B: Backend> Vit<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::VitConfig;
+    use crate::config::{AimConfig, ConvNetConfig, VitConfig};
     use crate::cost::model_cost;
     use burn::backend::NdArray;
 
@@ -287,6 +322,29 @@ mod tests {
                 bias,
             }));
         }
+        for (depths, activation) in [
+            (vec![1, 1], Activation::Relu),
+            (vec![1, 2, 1], Activation::Gelu),
+        ] {
+            out.push(ModelConfig::Convnet(ConvNetConfig {
+                width: 4,
+                depths,
+                alpha: 0.2,
+                activation,
+            }));
+        }
+        for (head_depth, qk_norm, bias) in [(1, false, true), (2, true, false)] {
+            out.push(ModelConfig::Aim(AimConfig {
+                patch: 7,
+                width: 32,
+                depth: 2,
+                heads: 4,
+                mlp_dim: 64,
+                head_depth,
+                qk_norm,
+                bias,
+            }));
+        }
         out
     }
 
@@ -307,7 +365,11 @@ mod tests {
         for config in configs() {
             let model = Model::<B>::init(&config, &FASHION, &device);
             let x = Tensor::<B, 2>::zeros([3, 784], &device);
-            assert_eq!(model.forward(x).dims(), [3, 10], "{config:?}");
+            let want = match &config {
+                ModelConfig::Aim(a) => [3, a.width],
+                _ => [3, 10],
+            };
+            assert_eq!(model.forward(x).dims(), want, "{config:?}");
         }
     }
 }

@@ -39,6 +39,7 @@ mod tests {
             warmup,
             schedule,
             grad_clip: None,
+            agc: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! The training loop of one trial: batches from a device-resident data set, AdamW or
-//! SGD-Nesterov, warm-up + decay, global-norm clipping, periodic evaluation, divergence
-//! detection. Progress leaves through the [`Reporter`] trait; nothing here knows about storage.
+//! SGD-Nesterov, warm-up + decay, global-norm or adaptive gradient clipping, periodic
+//! evaluation, divergence detection. Classifiers train on cross-entropy and report validation
+//! loss and accuracy; AIM trains on next-patch prediction and reports its validation
+//! pre-training loss and a linear probe's accuracy. Progress leaves through the [`Reporter`] trait; nothing here knows about storage.
 //!
 //! The loop is generic over the Burn backend, but the public entry point [`train`] is not: it
 //! picks the backend from a [`ComputeDevice`], so that crates calling it do not monomorphise
@@ -9,7 +11,7 @@
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -18,9 +20,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::aim::{loss_weights, prefix_mask, Aim};
+use crate::clipping::{adaptive_clip, clip_global_norm};
 use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
 use crate::data::{to_patches, Dataset, Examples};
 use crate::model::Model;
@@ -47,13 +51,22 @@ impl std::fmt::Display for ComputeDevice {
 /// Whether this build can run on CUDA devices.
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
-/// Points CubeCL's autotune cache at `dir/autotune` and its compiled-kernel (PTX) cache at
-/// `dir/ptx`, so that every trial, worker process and run on this machine reuses the kernels
-/// tuned and compiled once per shape. Call before the first CUDA trial of the process; returns
-/// false when the configuration was already fixed (then CubeCL's defaults stay in use: the
-/// nearest `target/` or the user's cache directory for autotune, no PTX cache) or when built
-/// without CUDA.
-pub fn set_kernel_cache(dir: &std::path::Path) -> bool {
+/// Which of CubeCL's on-disk caches a CUDA process uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCache {
+    /// Autotune results and compiled kernels (PTX).
+    All,
+    /// Autotune results only; kernels are compiled again by every process.
+    AutotuneOnly,
+}
+
+/// Points CubeCL's autotune cache at `dir/autotune` and (with [`KernelCache::All`]) its
+/// compiled-kernel (PTX) cache at `dir/ptx`, so that every trial, worker process and run on this
+/// machine reuses the kernels tuned and compiled once per shape. Call before the first CUDA
+/// trial of the process; returns false when the configuration was already fixed (then CubeCL's
+/// defaults stay in use: the nearest `target/` or the user's cache directory for autotune, no
+/// PTX cache) or when built without CUDA.
+pub fn set_kernel_cache(dir: &std::path::Path, which: KernelCache) -> bool {
     #[cfg(feature = "cuda")]
     {
         use burn::cubecl::config::cache::CacheConfig;
@@ -64,12 +77,14 @@ pub fn set_kernel_cache(dir: &std::path::Path) -> bool {
         }
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
         config.autotune.cache = CacheConfig::File(autotune);
-        config.compilation.cache = Some(CacheConfig::File(ptx));
+        if which == KernelCache::All {
+            config.compilation.cache = Some(CacheConfig::File(ptx));
+        }
         std::panic::catch_unwind(|| CubeClRuntimeConfig::set(config)).is_ok()
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = dir;
+        let _ = (dir, which);
         false
     }
 }
@@ -258,57 +273,6 @@ impl<B: AutodiffBackend> Optim<B> {
     }
 }
 
-/// Sums the squares of every parameter's gradient, on the device.
-struct GradSquares<'a, B: AutodiffBackend> {
-    grads: &'a GradientsParams,
-    total: Option<Tensor<B::InnerBackend, 1>>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.square().sum();
-            self.total = Some(match self.total.take() {
-                Some(t) => t + s,
-                None => s,
-            });
-        }
-    }
-}
-
-/// Multiplies every parameter's gradient by a device scalar.
-struct GradScale<'a, B: AutodiffBackend> {
-    grads: &'a mut GradientsParams,
-    factor: Tensor<B::InnerBackend, 1>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let f: Tensor<B::InnerBackend, D> = self.factor.clone().reshape([1; D]);
-            self.grads.register::<B::InnerBackend, D>(param.id, g * f);
-        }
-    }
-}
-
-/// Scales the gradients so that their global L2 norm is at most `max_norm`, without reading
-/// anything back from the device.
-fn clip_global_norm<B: AutodiffBackend>(
-    model: &Model<B>,
-    grads: &mut GradientsParams,
-    max_norm: f64,
-) {
-    let mut squares = GradSquares::<B> { grads, total: None };
-    model.visit(&mut squares);
-    let Some(total) = squares.total else { return };
-    let factor = total
-        .sqrt()
-        .clamp_min(max_norm)
-        .recip()
-        .mul_scalar(max_norm);
-    model.visit(&mut GradScale::<B> { grads, factor });
-}
-
 /// Cross-entropy of `logits` against one-hot `targets`, averaged over the batch.
 fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
     (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
@@ -317,8 +281,9 @@ fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Ten
 /// The examples laid out as `model` consumes them.
 fn model_inputs(examples: &Examples, data: &Dataset, model: &ModelConfig) -> Vec<f32> {
     match model {
-        ModelConfig::Mlp(_) => examples.pixels.clone(),
+        ModelConfig::Mlp(_) | ModelConfig::Convnet(_) => examples.pixels.clone(),
         ModelConfig::Vit(v) => to_patches(&examples.pixels, &data.shape, v.patch),
+        ModelConfig::Aim(a) => to_patches(&examples.pixels, &data.shape, a.patch),
     }
 }
 
@@ -375,6 +340,83 @@ fn evaluate<B: Backend>(
         start += len;
     }
     (loss / n as f64, correct as f64 / n as f64)
+}
+
+/// Training examples whose frozen features fit AIM's linear probe at each evaluation.
+const PROBE_TRAIN_EXAMPLES: usize = 2000;
+
+/// The prefix-attention mask `[batch, 1, t, t]` and loss weights `[batch, t − 1]` of AIM.
+fn prefix_tensors<B: AutodiffBackend>(
+    prefixes: &[usize],
+    t: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 2>) {
+    let b = prefixes.len();
+    let mask = Tensor::<B, 4>::from_data(
+        TensorData::new(prefix_mask(prefixes, t), [b, 1, t, t]),
+        device,
+    );
+    let weights = Tensor::<B, 2>::from_data(
+        TensorData::new(loss_weights(prefixes, t), [b, t - 1]),
+        device,
+    );
+    (mask, weights)
+}
+
+/// Reads a device tensor back as `f32` values.
+fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap_or_default()
+}
+
+/// AIM's evaluation: the causal (`P = 1`) next-patch loss on the validation inputs, and the
+/// validation accuracy of a linear probe fitted on the frozen, mean-pooled trunk features of
+/// `probe_x`.
+fn evaluate_aim<B: Backend>(
+    aim: &Aim<B>,
+    val_x: &Tensor<B, 2>,
+    val_labels: &[u32],
+    probe_x: Tensor<B, 2>,
+    probe_labels: &[u32],
+    classes: usize,
+) -> (f64, f64) {
+    const CHUNK: usize = 500;
+    let device = val_x.device();
+    let t = aim.patches();
+    let features = |x: &Tensor<B, 2>| -> Vec<f32> {
+        let n = x.dims()[0];
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = CHUNK.min(n - start);
+            out.extend(host_values(aim.features(x.clone().narrow(0, start, len))));
+            start += len;
+        }
+        out
+    };
+    let n = val_labels.len();
+    let (mut loss, mut start) = (0.0f64, 0);
+    while start < n {
+        let len = CHUNK.min(n - start);
+        let causal = vec![1; len];
+        let mask = Tensor::<B, 4>::from_data(
+            TensorData::new(prefix_mask(&causal, t), [len, 1, t, t]),
+            &device,
+        );
+        let errors = aim.next_patch_errors(val_x.clone().narrow(0, start, len), mask);
+        loss += host_values(errors).iter().map(|&e| e as f64).sum::<f64>();
+        start += len;
+    }
+    let loss = loss / (n * (t - 1)).max(1) as f64;
+    let dim = aim.features(val_x.clone().narrow(0, 0, 1)).dims()[1];
+    let accuracy = crate::probe::linear_probe(
+        &features(&probe_x),
+        probe_labels,
+        &features(val_x),
+        val_labels,
+        dim,
+        classes,
+    );
+    (loss, accuracy)
 }
 
 /// How often the training loss is read back (each read waits for the device): every 10 to 50
@@ -441,6 +483,8 @@ fn train_on<B: AutodiffBackend>(
 
     let mut rng =
         ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51a3);
+    let mut prefix_rng =
+        ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xa1a1);
     let mut order: Vec<usize> = (0..n_train).collect();
     let mut cursor = n_train; // forces a shuffle before the first batch
     let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<i64> {
@@ -476,8 +520,22 @@ fn train_on<B: AutodiffBackend>(
             device,
         );
         let x = Tensor::<B, 2>::from_inner(train_x.clone().select(0, idx.clone()));
-        let y = Tensor::<B, 2>::from_inner(train_y.clone().select(0, idx));
-        let loss = cross_entropy(model.forward(x), y);
+        let loss = match &model {
+            Model::Aim(aim) => {
+                // AIM: a prefix length per example, uniform in 1..patches (the paper's
+                // prefix attention); its own generator leaves the data order untouched.
+                let t = aim.patches();
+                let prefixes: Vec<usize> = (0..batch)
+                    .map(|_| prefix_rng.random_range(1..t.max(2)))
+                    .collect();
+                let (mask, weights) = prefix_tensors::<B>(&prefixes, t, device);
+                aim.pretrain_loss(x, mask, weights)
+            }
+            _ => {
+                let y = Tensor::<B, 2>::from_inner(train_y.clone().select(0, idx));
+                cross_entropy(model.forward(x), y)
+            }
+        };
         let detached = loss.clone().inner();
         pending_loss = Some(match pending_loss.take() {
             Some(p) => p + detached,
@@ -485,6 +543,9 @@ fn train_on<B: AutodiffBackend>(
         });
         pending_steps += 1;
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if let Some(clip) = config.optim.agc {
+            adaptive_clip(&model, &mut grads, clip);
+        }
         if let Some(max_norm) = config.optim.grad_clip {
             clip_global_norm(&model, &mut grads, max_norm);
         }
@@ -525,7 +586,21 @@ fn train_on<B: AutodiffBackend>(
             let train_loss = window_sum / window_steps.max(1) as f64;
             window_sum = 0.0;
             window_steps = 0;
-            let (val_loss, val_accuracy) = evaluate(&model.valid(), &val_x, val_labels, classes);
+            let valid = model.valid();
+            let (val_loss, val_accuracy) = match &valid {
+                Model::Aim(aim) => {
+                    let probe_n = n_train.min(PROBE_TRAIN_EXAMPLES);
+                    evaluate_aim(
+                        aim,
+                        &val_x,
+                        val_labels,
+                        train_x.clone().narrow(0, 0, probe_n),
+                        &data.train.labels[..probe_n],
+                        classes,
+                    )
+                }
+                _ => evaluate(&valid, &val_x, val_labels, classes),
+            };
             summary.wall_seconds = start.elapsed().as_secs_f64();
             summary.train_loss = Some(train_loss);
             summary.val_loss = Some(val_loss);
@@ -574,6 +649,7 @@ mod tests {
                 warmup: 0.1,
                 schedule: Schedule::Cosine,
                 grad_clip: Some(1.0),
+                agc: None,
             },
             epochs: 4.0,
             batch_size: 32,
@@ -594,6 +670,16 @@ mod tests {
             activation: Activation::Gelu,
             bias: true,
         })
+    }
+
+    /// 1000 training and 500 validation images of the vendored Fashion-MNIST t10k split.
+    fn fashion_subset() -> DataConfig {
+        DataConfig::FashionMnist {
+            source: FashionSource::T10k,
+            validation: 500,
+            train_limit: Some(1000),
+            split_seed: 0,
+        }
     }
 
     #[derive(Default)]
@@ -697,6 +783,85 @@ mod tests {
         assert!(last < first, "{last} !< {first}");
     }
 
+    /// The NFNet-style ConvNet with SGD-Nesterov and adaptive gradient clipping learns to
+    /// classify real images (the synthetic teacher keys on pixel positions, which global
+    /// pooling discards).
+    #[test]
+    fn convnet_with_agc_trains_on_the_cpu() {
+        // NF-ResNets want large learning rates (0.1 and 0.02 barely move in 62 steps).
+        let mut config = tiny(
+            0.5,
+            Optimizer::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            ModelConfig::Convnet(ConvNetConfig {
+                width: 8,
+                depths: vec![1, 1],
+                alpha: 0.2,
+                activation: Activation::Relu,
+            }),
+        );
+        config.optim.grad_clip = None;
+        config.optim.agc = Some(0.16);
+        config.data = fashion_subset();
+        config.epochs = 2.0;
+        let data = data_for(&config);
+        let mut rec = Record::default();
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        let first = rec.progress.first().unwrap().train_loss;
+        let last = rec.evals.last().unwrap().val_loss;
+        assert!(last < 0.9 * first, "{last} !< 0.9 × {first}");
+        assert_eq!(
+            rec.start.unwrap().params,
+            crate::cost::model_cost(&config.model, &data.shape).params_total
+        );
+    }
+
+    /// AIM on real images: the next-patch loss falls, and the probe on its frozen features
+    /// classifies far above chance (10 %).
+    #[test]
+    fn aim_trains_and_is_probed_on_the_cpu() {
+        let mut config = tiny(
+            2e-3,
+            Optimizer::AdamW {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+            },
+            ModelConfig::Aim(AimConfig {
+                patch: 7,
+                width: 32,
+                depth: 2,
+                heads: 4,
+                mlp_dim: 64,
+                head_depth: 2,
+                qk_norm: false,
+                bias: true,
+            }),
+        );
+        config.data = fashion_subset();
+        config.epochs = 3.0;
+        config.eval.points = 3;
+        let data = data_for(&config);
+        let mut rec = Record::default();
+        let outcome = train(&config, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        let first = rec.progress.first().unwrap().train_loss;
+        let last = rec.evals.last().unwrap();
+        assert!(
+            last.val_loss < 0.9 * first,
+            "{} !< 0.9 × {first}",
+            last.val_loss
+        );
+        assert!(
+            last.val_accuracy > 0.3,
+            "probe accuracy {}",
+            last.val_accuracy
+        );
+    }
+
     #[test]
     fn a_nan_in_the_data_ends_the_trial_as_diverged() {
         let config = tiny(
@@ -788,38 +953,5 @@ mod tests {
         let mut rec = Record::default();
         train(&other, &data, &ComputeDevice::Cpu, &mut rec).unwrap();
         assert!((rec.evals[0].val_loss - run()[0]).abs() > 1e-4);
-    }
-
-    #[test]
-    fn clipping_bounds_the_global_norm() {
-        type B = Autodiff<NdArray<f32>>;
-        let device = Default::default();
-        let config = tiny(
-            1e-3,
-            Optimizer::AdamW {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
-            mlp(),
-        );
-        let shape = config.data.input_shape();
-        let model = Model::<B>::init(&config.model, &shape, &device);
-        let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
-        let loss = model.forward(x).powi_scalar(2).sum();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let norm = |grads: &GradientsParams| {
-            let mut sq = GradSquares::<B> { grads, total: None };
-            model.visit(&mut sq);
-            sq.total.unwrap().into_scalar().sqrt() as f64
-        };
-        let before = norm(&grads);
-        assert!(before > 0.5, "{before}");
-        clip_global_norm(&model, &mut grads, 0.5);
-        let after = norm(&grads);
-        assert!((after - 0.5).abs() < 1e-3, "{after}");
-        // A norm already below the threshold is left alone.
-        clip_global_norm(&model, &mut grads, 10.0);
-        assert!((norm(&grads) - 0.5).abs() < 1e-3);
     }
 }
