@@ -53,10 +53,11 @@ if [ "$(psql_admin "-c \"SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'\"")" 
     # CREATEDB: the tests create one database per test so that they run in parallel.
     psql_admin "-c \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'\""
 fi
-if [ "$(psql_admin "-c \"SELECT 1 FROM pg_database WHERE datname = '$PG_DB'\"")" != 1 ]; then
-    log "creating database $PG_DB"
-    psql_admin "-c \"CREATE DATABASE $PG_DB OWNER $PG_USER\""
-fi
+# The test database starts empty on every call, so that no schema of an earlier checkout (a
+# migration since renumbered or edited) is left in it.
+log "creating database $PG_DB (fresh)"
+psql_admin "-c \"DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)\""
+psql_admin "-c \"CREATE DATABASE $PG_DB OWNER $PG_USER\""
 # Many concurrent workers and parallel tests: raise the connection limit once (needs a restart).
 max_conn="$(psql_admin "-c 'SHOW max_connections'")"
 if [ "$max_conn" -lt 400 ]; then
