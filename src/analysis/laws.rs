@@ -725,6 +725,7 @@ mod tests {
             sweep_id: None,
             params_count: ParamsCount::Total,
             examples_per_epoch: None,
+            loss_name: None,
             runs,
         }
     }

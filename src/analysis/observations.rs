@@ -53,6 +53,10 @@ pub struct Observations {
     pub params_count: ParamsCount,
     /// Training examples per epoch, for sweeps (turns `--epochs` into D).
     pub examples_per_epoch: Option<f64>,
+    /// What the loss is, for axis titles (e.g. `cross-entropy, nats`); `None` when unknown
+    /// (imported CSV, command trainers).
+    #[serde(default)]
+    pub loss_name: Option<String>,
     /// The runs.
     pub runs: Vec<Run>,
 }
@@ -153,6 +157,7 @@ pub async fn from_sweep(
         sweep_id: Some(sweep.id),
         params_count,
         examples_per_epoch: spec.examples_per_epoch(),
+        loss_name: spec.loss_name().map(str::to_string),
         runs,
     })
 }
@@ -302,6 +307,7 @@ pub fn from_csv(path: &Path, columns: &Columns) -> Result<Observations, Analysis
         sweep_id: None,
         params_count: ParamsCount::Total,
         examples_per_epoch: None,
+        loss_name: None,
         runs,
     })
 }

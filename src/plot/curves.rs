@@ -19,11 +19,15 @@ const TITLE: &str = "Training curves";
 /// after its first example.
 pub fn training_curves(
     curves: &[(String, Vec<MetricRow>)],
+    loss_title: &str,
     path: &Path,
     format: Format,
 ) -> Result<Option<Figure>, PlotError> {
     match TrainingCurves::new(curves) {
-        Some(figure) => super::save(NAME, TITLE, &figure, path, format).map(Some),
+        Some(mut figure) => {
+            figure.y_title = loss_title.to_string();
+            super::save(NAME, TITLE, &figure, path, format).map(Some)
+        }
         None => Ok(None),
     }
 }
@@ -36,6 +40,7 @@ struct Trial {
 
 pub(crate) struct TrainingCurves {
     subtitle: String,
+    y_title: String,
     trials: Vec<Trial>,
     x: Axis,
     y: Axis,
@@ -91,6 +96,7 @@ impl TrainingCurves {
         );
         Some(TrainingCurves {
             subtitle,
+            y_title: "Loss".into(),
             trials,
             x,
             y,
@@ -113,7 +119,7 @@ impl Render for TrainingCurves {
             &self.x,
             &self.y,
             "Examples seen D",
-            "Loss (cross-entropy, nats)",
+            &self.y_title,
         )?;
         let n = self.trials.len();
         for (i, t) in self.trials.iter().enumerate() {

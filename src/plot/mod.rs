@@ -122,7 +122,12 @@ pub fn draw_all(
         lr_sensitivity(obs, report, &path(lr_sensitivity::NAME), format)?,
         lr_vs_size(report, &path(lr_size::NAME), format)?,
         isoflop(obs, report, &path(isoflop::NAME), format)?,
-        training_curves(curves, &path(curves::NAME), format)?,
+        training_curves(
+            curves,
+            &loss_title(obs, "Loss"),
+            &path(curves::NAME),
+            format,
+        )?,
     ];
     Ok(drawn.into_iter().flatten().collect())
 }
@@ -244,12 +249,12 @@ pub(crate) fn size_label(name: &str, params: f64) -> String {
     }
 }
 
-/// The loss axis' title: cross-entropy in nats for sweeps (the trainer's loss).
+/// The loss axis' title, with what the loss is when the source says (cross-entropy in nats
+/// for slaw's classifiers, the next-patch error for AIM).
 pub(crate) fn loss_title(obs: &Observations, what: &str) -> String {
-    if obs.source.starts_with("sweep:") {
-        format!("{what} (cross-entropy, nats)")
-    } else {
-        what.to_string()
+    match &obs.loss_name {
+        Some(name) => format!("{what} ({name})"),
+        None => what.to_string(),
     }
 }
 

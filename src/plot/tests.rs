@@ -62,6 +62,7 @@ fn planted() -> Observations {
         sweep_id: None,
         params_count: ParamsCount::Total,
         examples_per_epoch: Some(1e4),
+        loss_name: Some("cross-entropy, nats".into()),
         runs,
     }
 }
@@ -174,7 +175,7 @@ fn axis_titles(name: &str) -> &'static [&'static str] {
         lr_sensitivity::NAME => &["Peak learning rate η", "Final validation loss"],
         lr_size::NAME => &["Parameters N", "Optimal peak learning rate η*"],
         isoflop::NAME => &["Parameters N", "Best validation loss", "Optimal size N*"],
-        curves::NAME => &["Examples seen D", "Loss (cross-entropy, nats)"],
+        curves::NAME => &["Examples seen D", "Loss"],
         _ => &[],
     }
 }
@@ -353,7 +354,7 @@ fn formats_name_their_files() {
     assert_eq!(Format::Svg.extension(), "svg");
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b/curves.svg");
-    let f = training_curves(&planted_curves(), &nested, Format::Svg)
+    let f = training_curves(&planted_curves(), "Loss", &nested, Format::Svg)
         .unwrap()
         .unwrap();
     assert_eq!(f.path, nested);

@@ -523,6 +523,22 @@ impl SweepSpec {
         }
     }
 
+    /// What the validation loss measures, for figures: cross-entropy for slaw's classifiers,
+    /// the next-patch error for AIM; `None` for command trainers (their own loss).
+    pub fn loss_name(&self) -> Option<&'static str> {
+        let b = self.burn()?;
+        let aim = b
+            .sizes
+            .iter()
+            .filter(|s| matches!(s.model, ModelConfig::Aim(_)))
+            .count();
+        match aim {
+            0 => Some("cross-entropy, nats"),
+            n if n == b.sizes.len() => Some("next-patch MSE, normalised pixels"),
+            _ => None,
+        }
+    }
+
     /// Where slaw's trainer reads the Fashion-MNIST train split from, when the file says.
     pub fn data_path(&self) -> Option<&Path> {
         self.burn().and_then(|b| b.data_path.as_deref())

@@ -374,6 +374,12 @@ fn aim_sizes_resolve_and_need_two_patches() {
         .replace("family: vit", "family: aim\n  head_depth: 3")
         .replace("  qk_norm: true\n", "");
     let s = parse(&text, "x.yaml").unwrap();
+    // Figures label AIM's loss as what it is; classifiers' as cross-entropy.
+    assert_eq!(s.loss_name(), Some("next-patch MSE, normalised pixels"));
+    assert_eq!(
+        parse(GOOD, "x.yaml").unwrap().loss_name(),
+        Some("cross-entropy, nats")
+    );
     let ModelConfig::Aim(a) = &s.burn().unwrap().sizes[1].model else {
         panic!()
     };
