@@ -12,7 +12,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{slaw, text};
+use common::{kill9, slaw, text};
 use slaw::store::scratch::{notice, services_required, ScratchDb, REQUIRE_VAR};
 use slaw::store::{now, Backend, Store, TrialRow};
 
@@ -121,14 +121,6 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn kill9(child: &mut Child) {
-    // SAFETY: SIGKILL to a child we started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let _ = child.wait();
 }
 
 fn running(t: &[TrialRow]) -> Vec<&TrialRow> {

@@ -8,11 +8,13 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{repo, slaw, text, Sandbox};
+use common::{kill9, repo, slaw, text, Sandbox};
 use slaw::store::TrialState;
+
+/// How long a test waits for the store to reach a state.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn script() -> String {
     repo()
@@ -63,47 +65,6 @@ fn all_dead_soon(dir: &Path, what: &str) {
             panic!("{what}: scripts still running: {living:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(sb: &Sandbox, args: &[&str], pid_dir: &Path) -> Child {
-    slaw()
-        .args(args)
-        .arg("--db")
-        .arg(sb.db())
-        .env("PID_DIR", pid_dir)
-        .current_dir(sb.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start slaw")
-}
-
-fn kill9(child: &mut Child) {
-    // SAFETY: SIGKILL to a child we started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
-async fn wait_for(sb: &Sandbox, sweep: &str, what: &str, pred: impl Fn(usize, usize) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if sb.path("slaw.db").exists() {
-            let store = sb.store().await;
-            if let Ok(s) = store.sweep(sweep).await {
-                let c = store.counts(s.id).await.unwrap();
-                store.close().await;
-                if pred(c.completed, c.running) {
-                    return;
-                }
-            } else {
-                store.close().await;
-            }
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -390,16 +351,16 @@ train: {{epochs: [1], lr: {{values: [0.005, 0.01, 0.02]}}}}
 
     // kill -9 of `slaw run`: its worker gets SIGTERM from the kernel, stops the script and
     // gives the trial back.
-    let mut run = start(&sb, &["run", file, "--no-progress"], &pid_dir);
-    wait_for(
-        &sb,
+    let mut run = sb.spawn(&["run", file, "--no-progress"], &[("PID_DIR", &pid_dir)]);
+    sb.wait_for(
         "k",
         "a completed and a running trial",
+        WAIT,
         |done, running| done >= 1 && running >= 1,
     )
     .await;
     kill9(&mut run);
-    wait_for(&sb, "k", "the orphaned worker to let go", |_, running| {
+    sb.wait_for("k", "the orphaned worker to let go", WAIT, |_, running| {
         running == 0
     })
     .await;
@@ -415,7 +376,10 @@ train: {{epochs: [1], lr: {{values: [0.005, 0.01, 0.02]}}}}
 
     // kill -9 of a worker: the kernel kills its script (parent-death signal).
     let seen: HashSet<(String, i32)> = pids(&pid_dir).into_iter().collect();
-    let mut worker = start(&sb, &["worker", "--sweep", "k", "--quiet"], &pid_dir);
+    let mut worker = sb.spawn(
+        &["worker", "--sweep", "k", "--quiet"],
+        &[("PID_DIR", &pid_dir)],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !pids(&pid_dir).iter().any(|p| !seen.contains(p)) {
         assert!(Instant::now() < deadline, "the worker started no script");

@@ -4,10 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{slaw, synthetic_sweep, text, Sandbox};
+use common::{kill9, synthetic_sweep, text, Sandbox};
+
+/// How long a test waits for the store to reach a state.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// A sweep of 12 trials that take about a second each on one core.
 fn slow_sweep(name: &str) -> String {
@@ -16,77 +18,16 @@ fn slow_sweep(name: &str) -> String {
         .replace("{name: b, width: 24}", "{name: b, width: 64}")
 }
 
-fn start(sb: &Sandbox, args: &[&str]) -> Child {
-    slaw()
-        .args(args)
-        .arg("--db")
-        .arg(sb.db())
-        .current_dir(sb.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start slaw")
-}
-
-fn kill9(child: &mut Child) {
-    // SAFETY: SIGKILL to a child we started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
-/// Polls the store until `pred(completed, running)` holds.
-async fn wait_for(sb: &Sandbox, sweep: &str, what: &str, pred: impl Fn(usize, usize) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if sb.path("slaw.db").exists() {
-            let store = sb.store().await;
-            if let Ok(s) = store.sweep(sweep).await {
-                let c = store.counts(s.id).await.unwrap();
-                store.close().await;
-                if pred(c.completed, c.running) {
-                    return;
-                }
-            } else {
-                store.close().await;
-            }
-        }
-        if Instant::now() > deadline {
-            let trials = sb.trials(sweep).await;
-            let ps = std::process::Command::new("ps")
-                .arg("-ef")
-                .output()
-                .unwrap();
-            panic!(
-                "timed out waiting for {what}: {:#?}\n{}",
-                trials
-                    .iter()
-                    .map(|t| (
-                        t.key.clone(),
-                        t.state,
-                        t.attempts,
-                        t.worker.clone(),
-                        t.error.clone()
-                    ))
-                    .collect::<Vec<_>>(),
-                String::from_utf8_lossy(&ps.stdout)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn kill_9_of_slaw_run_then_rerun_completes_every_trial_exactly_once() {
     let sb = Sandbox::new();
     let file = sb.write("k.yaml", &slow_sweep("k"));
     let file = file.to_str().unwrap();
-    let mut run = start(&sb, &["run", file, "--no-progress"]);
-    wait_for(
-        &sb,
+    let mut run = sb.spawn(&["run", file, "--no-progress"], &[]);
+    sb.wait_for(
         "k",
         "two completed trials and one running",
+        WAIT,
         |done, running| done >= 2 && running >= 1,
     )
     .await;
@@ -129,17 +70,18 @@ async fn a_killed_worker_loses_its_trial_to_the_next_run() {
     let file = sb.write("w.yaml", &slow_sweep("w"));
     let file = file.to_str().unwrap();
     // A first run, killed early, registers the sweep.
-    let mut first = start(&sb, &["run", file, "--no-progress"]);
-    wait_for(&sb, "w", "the sweep to start", |_, running| running >= 1).await;
+    let mut first = sb.spawn(&["run", file, "--no-progress"], &[]);
+    sb.wait_for("w", "the sweep to start", WAIT, |_, running| running >= 1)
+        .await;
     kill9(&mut first);
     // The orphaned worker gets SIGTERM from the kernel and marks its trial interrupted.
-    wait_for(&sb, "w", "the orphaned worker to let go", |_, running| {
+    sb.wait_for("w", "the orphaned worker to let go", WAIT, |_, running| {
         running == 0
     })
     .await;
 
-    let mut worker = start(&sb, &["worker", "--sweep", "w", "--quiet"]);
-    wait_for(&sb, "w", "the worker to hold a trial", |_, running| {
+    let mut worker = sb.spawn(&["worker", "--sweep", "w", "--quiet"], &[]);
+    sb.wait_for("w", "the worker to hold a trial", WAIT, |_, running| {
         running == 1
     })
     .await;

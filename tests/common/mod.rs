@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use slaw::store::{Store, TrialRow};
 
@@ -50,6 +51,66 @@ impl Sandbox {
             .expect("run slaw")
     }
 
+    /// Starts `slaw <args> --db <sandbox db>` in the background with `envs` set, its output
+    /// discarded.
+    pub fn spawn(&self, args: &[&str], envs: &[(&str, &Path)]) -> Child {
+        slaw()
+            .args(args)
+            .arg("--db")
+            .arg(self.db())
+            .envs(envs.iter().copied())
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start slaw")
+    }
+
+    /// Polls the store until `pred(completed, running)` holds for `sweep`; after `timeout`,
+    /// fails with every trial's state and the process list.
+    pub async fn wait_for(
+        &self,
+        sweep: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(usize, usize) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.path("slaw.db").exists() {
+                let store = self.store().await;
+                if let Ok(s) = store.sweep(sweep).await {
+                    let c = store.counts(s.id).await.unwrap();
+                    store.close().await;
+                    if pred(c.completed, c.running) {
+                        return;
+                    }
+                } else {
+                    store.close().await;
+                }
+            }
+            if Instant::now() > deadline {
+                let trials = self.trials(sweep).await;
+                let ps = Command::new("ps").arg("-ef").output().unwrap();
+                panic!(
+                    "timed out waiting for {what}: {:#?}\n{}",
+                    trials
+                        .iter()
+                        .map(|t| (
+                            t.key.clone(),
+                            t.state,
+                            t.attempts,
+                            t.worker.clone(),
+                            t.error.clone()
+                        ))
+                        .collect::<Vec<_>>(),
+                    String::from_utf8_lossy(&ps.stdout)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn store(&self) -> Store {
         Store::open(&self.db()).await.expect("open store")
     }
@@ -74,6 +135,15 @@ impl Sandbox {
         store.close().await;
         out
     }
+}
+
+/// SIGKILL to a child the test started, then reaps it.
+pub fn kill9(child: &mut Child) {
+    // SAFETY: a signal to a process this test spawned and has not reaped yet.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
 }
 
 pub fn text(o: &Output) -> String {
