@@ -622,7 +622,6 @@ impl Store {
         sql: &str,
         binds: &[String],
     ) -> Result<ResultTable, StoreError> {
-        use sqlx::Column;
         if self.backend == Backend::Postgres && binds.is_empty() {
             return self.pg_query_text(sql).await;
         }
@@ -631,40 +630,26 @@ impl Store {
             q = q.bind(b.clone());
         }
         let rows = q.fetch_all(&self.pool).await?;
-        let columns: Vec<String> = match rows.first() {
-            Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
-            None => Vec::new(),
-        };
-        let mut out = ResultTable {
-            columns,
-            rows: Vec::with_capacity(rows.len()),
-        };
-        for r in &rows {
-            let mut row = Vec::with_capacity(out.columns.len());
-            for i in 0..out.columns.len() {
-                let v = if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
-                    v.map_or(Value::Null, Value::Int)
-                } else if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
-                    v.map_or(Value::Null, Value::Real)
-                } else if let Ok(v) = r.try_get::<Option<String>, _>(i) {
-                    v.map_or(Value::Null, Value::Text)
-                } else if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
-                    v.map_or(Value::Null, |b| Value::Int(i64::from(b)))
-                } else if let Ok(v) = r.try_get::<Option<Vec<u8>>, _>(i) {
-                    v.map_or(Value::Null, |b| Value::Text(format!("<{} bytes>", b.len())))
-                } else {
-                    Value::Null
-                };
-                row.push(v);
-            }
-            out.rows.push(row);
-        }
-        Ok(out)
+        result_table(&rows, |r, i| {
+            Ok(if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                v.map_or(Value::Null, Value::Int)
+            } else if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                v.map_or(Value::Null, Value::Real)
+            } else if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                v.map_or(Value::Null, Value::Text)
+            } else if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+                v.map_or(Value::Null, |b| Value::Int(i64::from(b)))
+            } else if let Ok(v) = r.try_get::<Option<Vec<u8>>, _>(i) {
+                v.map_or(Value::Null, |b| Value::Text(format!("<{} bytes>", b.len())))
+            } else {
+                Value::Null
+            })
+        })
     }
 
     async fn pg_query_text(&self, sql: &str) -> Result<ResultTable, StoreError> {
         use sqlx::postgres::PgConnection;
-        use sqlx::{Column, TypeInfo, ValueRef};
+        use sqlx::{TypeInfo, ValueRef};
         let mut conn = PgConnection::connect(&self.url).await?;
         if self.read_only {
             sqlx::raw_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -676,31 +661,17 @@ impl Store {
             .await;
         let _ = conn.close().await;
         let rows = rows?;
-        let columns: Vec<String> = match rows.first() {
-            Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
-            None => Vec::new(),
-        };
-        let mut out = ResultTable {
-            columns,
-            rows: Vec::with_capacity(rows.len()),
-        };
-        for r in &rows {
-            let mut row = Vec::with_capacity(out.columns.len());
-            for i in 0..out.columns.len() {
-                let raw = r.try_get_raw(i)?;
-                if raw.is_null() {
-                    row.push(Value::Null);
-                    continue;
-                }
-                let kind = raw.type_info().name().to_ascii_uppercase();
-                let text = raw
-                    .as_str()
-                    .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?;
-                row.push(pg_text_value(&kind, text));
+        result_table(&rows, |r, i| {
+            let raw = r.try_get_raw(i)?;
+            if raw.is_null() {
+                return Ok(Value::Null);
             }
-            out.rows.push(row);
-        }
-        Ok(out)
+            let kind = raw.type_info().name().to_ascii_uppercase();
+            let text = raw
+                .as_str()
+                .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?;
+            Ok(pg_text_value(&kind, text))
+        })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1278,6 +1249,24 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// The rows of an arbitrary query as a table: column names from the first row, each value
+/// decoded by `cell(row, column)`.
+fn result_table<R: sqlx::Row>(
+    rows: &[R],
+    cell: impl Fn(&R, usize) -> Result<Value, StoreError>,
+) -> Result<ResultTable, StoreError> {
+    use sqlx::Column;
+    let columns: Vec<String> = match rows.first() {
+        Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
+        None => Vec::new(),
+    };
+    let rows = rows
+        .iter()
+        .map(|r| (0..columns.len()).map(|i| cell(r, i)).collect())
+        .collect::<Result<_, _>>()?;
+    Ok(ResultTable { columns, rows })
 }
 
 /// A PostgreSQL value in text format as slaw's [`Value`]: integers and booleans as integers,
