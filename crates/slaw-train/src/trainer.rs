@@ -310,11 +310,7 @@ fn evaluate<B: Backend>(
     while start < n {
         let len = CHUNK.min(n - start);
         let logits = model.forward(inputs.clone().narrow(0, start, len));
-        let values: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
+        let values = host_values(logits);
         for (row, &label) in values
             .chunks_exact(classes)
             .zip(&labels[start..start + len])
@@ -352,15 +348,25 @@ fn prefix_tensors<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (Tensor<B, 4>, Tensor<B, 2>) {
     let b = prefixes.len();
-    let mask = Tensor::<B, 4>::from_data(
-        TensorData::new(prefix_mask(prefixes, t), [b, 1, t, t]),
-        device,
-    );
+    let mask = prefix_mask_tensor::<B>(prefixes, t, device);
     let weights = Tensor::<B, 2>::from_data(
         TensorData::new(loss_weights(prefixes, t), [b, t - 1]),
         device,
     );
     (mask, weights)
+}
+
+/// The additive prefix-attention mask `[batch, 1, t, t]` of `prefixes`, on `device`.
+fn prefix_mask_tensor<B: Backend>(
+    prefixes: &[usize],
+    t: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let b = prefixes.len();
+    Tensor::from_data(
+        TensorData::new(prefix_mask(prefixes, t), [b, 1, t, t]),
+        device,
+    )
 }
 
 /// Reads a device tensor back as `f32` values.
@@ -384,36 +390,32 @@ fn evaluate_aim<B: Backend>(
     let t = aim.patches();
     let features = |x: &Tensor<B, 2>| -> Vec<f32> {
         let n = x.dims()[0];
-        let mut out = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let len = CHUNK.min(n - start);
-            out.extend(host_values(aim.features(x.clone().narrow(0, start, len))));
-            start += len;
-        }
-        out
+        (0..n)
+            .step_by(CHUNK)
+            .flat_map(|start| {
+                let len = CHUNK.min(n - start);
+                host_values(aim.features(x.clone().narrow(0, start, len)))
+            })
+            .collect()
     };
     let n = val_labels.len();
-    let (mut loss, mut start) = (0.0f64, 0);
-    while start < n {
-        let len = CHUNK.min(n - start);
-        let causal = vec![1; len];
-        let mask = Tensor::<B, 4>::from_data(
-            TensorData::new(prefix_mask(&causal, t), [len, 1, t, t]),
-            &device,
-        );
-        let errors = aim.next_patch_errors(val_x.clone().narrow(0, start, len), mask);
-        loss += host_values(errors).iter().map(|&e| e as f64).sum::<f64>();
-        start += len;
-    }
+    let loss: f64 = (0..n)
+        .step_by(CHUNK)
+        .map(|start| {
+            let len = CHUNK.min(n - start);
+            let mask = prefix_mask_tensor::<B>(&vec![1; len], t, &device);
+            let errors = aim.next_patch_errors(val_x.clone().narrow(0, start, len), mask);
+            host_values(errors).iter().map(|&e| e as f64).sum::<f64>()
+        })
+        .sum();
     let loss = loss / (n * (t - 1)).max(1) as f64;
-    let dim = aim.features(val_x.clone().narrow(0, 0, 1)).dims()[1];
+    let val_features = features(val_x);
     let accuracy = crate::probe::linear_probe(
         &features(&probe_x),
         probe_labels,
-        &features(val_x),
+        &val_features,
         val_labels,
-        dim,
+        val_features.len() / n.max(1),
         classes,
     );
     (loss, accuracy)
