@@ -32,20 +32,13 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
         ModelConfig::Mlp(m) => batch * m.width as u64 * m.depth as u64 * 4 * elem,
         ModelConfig::Vit(v) => {
             let t = cost.tokens_per_example;
-            let (d, l, h) = (v.width as u64, v.depth as u64, v.heads as u64);
-            // Per block: inputs of the norms, q/k/v, attention output and the MLP's 4·d hidden
-            // units and their activation (≈ 16·d per token), plus scores and softmax (2·h·t²).
-            batch * l * (16 * t * d + 3 * h * t * t) * elem
+            batch * v.depth as u64 * per_block(t, v.width as u64, v.heads as u64) * elem
         }
         ModelConfig::Aim(a) => {
             let t = cost.tokens_per_example;
-            let (d, l, h) = (
-                a.width as u64,
-                (a.depth + a.head_depth) as u64,
-                a.heads as u64,
-            );
             // As the ViT, with the head's blocks counted as blocks, plus the per-example masks.
-            batch * (l * (16 * t * d + 3 * h * t * t) + t * t) * elem
+            let blocks = (a.depth + a.head_depth) as u64;
+            batch * (blocks * per_block(t, a.width as u64, a.heads as u64) + t * t) * elem
         }
         ModelConfig::Convnet(c) => {
             // Per block: about six feature maps of the stage's size (two convolutions, their
@@ -65,6 +58,13 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
     let examples = (config.data.train_examples() + config.data.validation_examples()) as u64;
     let data = examples * (shape.features() + shape.classes) as u64 * 4;
     PROCESS_OVERHEAD + params + activations + data
+}
+
+/// Activations a transformer block keeps per example (in elements) for `t` tokens of width `d`
+/// with `h` heads: inputs of the norms, q/k/v, attention output and the MLP's 4·d hidden units
+/// and their activation (≈ 16·d per token), plus scores and softmax (≈ 3·h·t²).
+fn per_block(t: u64, d: u64, h: u64) -> u64 {
+    16 * t * d + 3 * h * t * t
 }
 
 /// How many of the largest of `trials` fit on a GPU of `device_bytes`, keeping 15 % free,
