@@ -3,7 +3,7 @@
 # tool. Builds nothing: it expects the CUDA build of slaw, xz-compressed, at gpu/slaw-cuda.xz:
 #   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
 #   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda 
-# PART is one of: step, large, cpu, sweep, checks, cache, all. Results (JSON lines)
+# PART is one of: step, large, cpu, sweep, checks, cache, convnet, all. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
@@ -145,6 +145,28 @@ print(json.dumps({"f32": f32, "bf16": bf16, "relative_gap": gaps, "within_3_perc
 PY
     log "kernel caches (autotune, PTX)"
     find "$SLAW_KERNEL_CACHE" -maxdepth 2 | head; du -sh "$SLAW_KERNEL_CACHE"/* 2>/dev/null
+fi
+
+if [ "$part" = convnet ]; then
+    log "ConvNet (NF-ResNet, im2col convolutions) on CUDA: bench/convnet-gpu.yaml"
+    rm -f /tmp/convnet.db*
+    start=$(date +%s.%N)
+    timeout "${CONVNET_TIMEOUT:-240}" "$SLAW" run bench/convnet-gpu.yaml --db /tmp/convnet.db \
+        --device cuda:0 --no-progress --no-fit > "$OUT/convnet.log" 2>&1
+    rc=$?
+    end=$(date +%s.%N)
+    tail -6 "$OUT/convnet.log"
+    python3 - "$start" "$end" "$rc" <<'PY' | tee "$OUT/convnet.json"
+import json, sqlite3, sys
+start, end, rc = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+db = sqlite3.connect("/tmp/convnet.db")
+rows = db.execute("select size_name, lr, state, steps, final_val_loss, final_val_accuracy, wall_seconds, "
+                  "(select count(*) from metrics m where m.trial_id = t.id), substr(error, 1, 200) "
+                  "from trials t order by size_name, lr").fetchall()
+keys = ["size", "lr", "state", "steps", "val_loss", "val_accuracy", "seconds", "points", "error"]
+print(json.dumps({"rc": rc, "wall_seconds": round(end - start, 1),
+                  "trials": [dict(zip(keys, r)) for r in rows]}))
+PY
 fi
 
 log "summary"

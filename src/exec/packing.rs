@@ -42,8 +42,9 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
         }
         ModelConfig::Convnet(c) => {
             // Per block: about six feature maps of the stage's size (two convolutions, their
-            // inputs, activations and the residual sum); stages halve the area and double the
-            // channels, so every stage costs about half the previous one.
+            // inputs, activations and the residual sum) and the two 3×3 convolutions' im2col
+            // columns (nine maps each); stages halve the area and double the channels, so
+            // every stage costs about half the previous one.
             let area = shape.height as u64 * shape.width as u64;
             let blocks: u64 = c
                 .depths
@@ -51,7 +52,7 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
                 .enumerate()
                 .map(|(i, &n)| (n as u64 * area * c.stage_width(i) as u64) >> (2 * i))
                 .sum();
-            batch * (6 * blocks + 2 * area * c.width as u64) * elem
+            batch * (24 * blocks + 11 * area * c.width as u64) * elem
         }
     };
     // The training and validation sets live on the device.

@@ -13,62 +13,80 @@
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::model::Model;
 
 /// AGC's floor on the weight norm (NFNet's ε), so that zero-initialised parameters can move.
 pub const AGC_EPS: f64 = 1e-3;
 
-/// Sums the squares of every parameter's gradient, on the device.
-struct GradSquares<'a, B: AutodiffBackend> {
+/// Collects every parameter's gradient, flattened, so that one reduction covers them all.
+struct FlatGrads<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
-    total: Option<Tensor<B::InnerBackend, 1>>,
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for FlatGrads<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.square().sum();
-            self.total = Some(match self.total.take() {
-                Some(t) => t + s,
-                None => s,
-            });
+            let n = g.shape().num_elements();
+            self.flat.push(g.reshape([n]));
         }
     }
 }
 
-/// Multiplies every parameter's gradient by a device scalar.
+/// Multiplies every parameter's gradient by a device scalar, kept once per rank (`[1; D]`) so
+/// that each gradient costs a single multiplication.
 struct GradScale<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    factor: Tensor<B::InnerBackend, 1>,
+    /// The factor shaped `[1; D]`, for D = 1..=4.
+    by_rank: Vec<TensorPrimitive<B::InnerBackend>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let f: Tensor<B::InnerBackend, D> = self.factor.clone().reshape([1; D]);
+            let f = match D.checked_sub(1).and_then(|i| self.by_rank.get(i)) {
+                Some(p) => Tensor::<B::InnerBackend, D>::from_primitive(p.clone()),
+                None => Tensor::<B::InnerBackend, 1>::from_primitive(self.by_rank[0].clone())
+                    .reshape([1; D]),
+            };
             self.grads.register::<B::InnerBackend, D>(param.id, g * f);
         }
     }
 }
 
 /// Scales the gradients so that their global L2 norm is at most `max_norm`, without reading
-/// anything back from the device.
+/// anything back from the device. Burn has no multi-tensor kernels, and on CUDA every tensor
+/// operation costs host time, so the norm is one reduction over the concatenated gradients
+/// rather than one per tensor.
 pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Model<B>,
     grads: &mut GradientsParams,
     max_norm: f64,
 ) {
-    let mut squares = GradSquares::<B> { grads, total: None };
-    model.visit(&mut squares);
-    let Some(total) = squares.total else { return };
-    let factor = total
+    let mut flat = FlatGrads::<B> {
+        grads,
+        flat: Vec::new(),
+    };
+    model.visit(&mut flat);
+    if flat.flat.is_empty() {
+        return;
+    }
+    let factor = Tensor::cat(flat.flat, 0)
+        .square()
+        .sum()
         .sqrt()
         .clamp_min(max_norm)
         .recip()
         .mul_scalar(max_norm);
-    model.visit(&mut GradScale::<B> { grads, factor });
+    let by_rank = vec![
+        factor.clone().into_primitive(),
+        factor.clone().reshape([1, 1]).into_primitive(),
+        factor.clone().reshape([1, 1, 1]).into_primitive(),
+        factor.reshape([1, 1, 1, 1]).into_primitive(),
+    ];
+    model.visit(&mut GradScale::<B> { grads, by_rank });
 }
 
 /// The unit-wise L2 norms of a parameter or gradient, shaped to broadcast against it: over
@@ -276,10 +294,30 @@ mod tests {
         let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
         let loss = model.forward(x).powi_scalar(2).sum();
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        // Computed on the host, tensor by tensor, independently of the clipping code.
+        struct HostSquares<'a> {
+            grads: &'a GradientsParams,
+            total: f64,
+            tensors: usize,
+        }
+        impl ModuleVisitor<B> for HostSquares<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if let Some(g) = self.grads.get::<Inner, D>(param.id) {
+                    let v: Vec<f32> = g.into_data().to_vec().unwrap();
+                    self.total += v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+                    self.tensors += 1;
+                }
+            }
+        }
         let norm = |grads: &GradientsParams| {
-            let mut sq = GradSquares::<B> { grads, total: None };
+            let mut sq = HostSquares {
+                grads,
+                total: 0.0,
+                tensors: 0,
+            };
             model.visit(&mut sq);
-            sq.total.unwrap().into_scalar().sqrt() as f64
+            assert!(sq.tensors >= 4, "{} gradients", sq.tensors);
+            sq.total.sqrt()
         };
         let before = norm(&grads);
         assert!(before > 0.5, "{before}");

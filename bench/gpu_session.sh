@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Several parts of bench/run_gpu.sh in one device call (device time is scarce): the kernel cache
+# carried in gpu/kernel-cache.tar.xz is unpacked first and the grown cache is packed into $OUT at
+# the end, so the next call starts warm. Usage: bench/gpu_session.sh PART... (see run_gpu.sh);
+# PEAK_TFLOPS skips re-measuring the bf16 matmul peak; BUDGET (seconds) stops starting new parts.
+set -uo pipefail
+OUT="${OUT:-/tmp/slaw-bench}"; mkdir -p "$OUT"
+export OUT SKIP_SMOKE=1 SLAW_KERNEL_CACHE=/tmp/kc-all
+if [ -f gpu/kernel-cache.tar.xz ] && [ ! -d /tmp/kc-all ]; then tar -C /tmp -xJf gpu/kernel-cache.tar.xz; fi
+if [ -n "${PEAK_TFLOPS:-}" ]; then echo "{\"bf16_matmul_tflops\": $PEAK_TFLOPS}" > "$OUT/peak.json"; fi
+start=$(date +%s)
+for part in "$@"; do
+    if [ $(( $(date +%s) - start )) -gt "${BUDGET:-100000}" ]; then echo "### skipped $part (budget)"; continue; fi
+    bash bench/run_gpu.sh "$part"
+done
+du -sh /tmp/kc-all
+tar -C /tmp -cf - kc-all | xz -T0 -6 > "$OUT/kernel-cache.tar.xz"; ls -la "$OUT/kernel-cache.tar.xz"
