@@ -12,6 +12,7 @@ start=$(date +%s)
 for part in "$@"; do
     if [ $(( $(date +%s) - start )) -gt "${BUDGET:-100000}" ]; then echo "### skipped $part (budget)"; continue; fi
     bash bench/run_gpu.sh "$part"
+    pkill -9 -f /tmp/slaw-cuda 2>/dev/null   # workers a timed-out part left compiling
 done
 du -sh /tmp/kc-all
 tar -C /tmp -cf - kc-all | xz -T0 -6 > "$OUT/kernel-cache.tar.xz"; ls -la "$OUT/kernel-cache.tar.xz"

@@ -22,7 +22,7 @@ log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 log "machine"
 "$SLAW" --version
 if [ -z "${SKIP_SMOKE:-}" ]; then
-    timeout 300 "$SLAW" bench --model vit --width 32 --depth 1 --heads 2 --image 16 --batch 32 \
+    timeout -k 15 300 "$SLAW" bench --model vit --width 32 --depth 1 --heads 2 --image 16 --batch 32 \
         --steps 60 --warmup 20 --device cuda:0 | tee "$OUT/smoke.json" || echo "SMOKE TEST FAILED"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -35,13 +35,13 @@ step() { # NAME STEPS WARMUP ARGS...: one config through slaw and torch, with an
     for run in "f32" "f32 --no-clip" ${SLAW_BF16:+"bf16"}; do
         local p=${run%% *} extra=""
         [ "$run" != "$p" ] && extra=${run#* }
-        timeout 300 "$SLAW" bench "$@" --steps "$steps" --warmup "$warm" --device cuda:0 \
+        timeout -k 15 300 "$SLAW" bench "$@" --steps "$steps" --warmup "$warm" --device cuda:0 \
             --precision "$p" $extra --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
     done
     for run in "f32" "f32 --no-clip" "bf16" "bf16-compile"; do
         local m=${run%% *} extra=""
         [ "$run" != "$m" ] && extra=${run#* }
-        timeout 300 python3 bench/torch_step.py "$@" --steps "$steps" --warmup "$warm" --mode "$m" $extra \
+        timeout -k 15 300 python3 bench/torch_step.py "$@" --steps "$steps" --warmup "$warm" --mode "$m" $extra \
             --peak-flops "$peak" | sed "s/^{/{\"config\":\"$name\",/" | tee -a "$OUT/step.jsonl"
     done
 }
@@ -71,7 +71,7 @@ if [ "$part" = sweep ] || [ "$part" = all ]; then
     log "sweep: 24 trials, slaw packed on one GPU"
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
-    timeout "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
+    timeout -k 15 "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
         --device cuda:0 --no-progress --no-fit > "$OUT/slaw-sweep.log" 2>&1
     rc=$?
     end=$(date +%s.%N)
@@ -89,7 +89,7 @@ print(json.dumps({"framework": "slaw", "rc": rc, "wall_seconds": end - start, "t
 PY
     log "sweep: the same 24 trials, sequential PyTorch loop"
     "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
-    timeout "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
+    timeout -k 15 "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
         2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
 fi
 
@@ -105,7 +105,7 @@ if [ "$part" = cache ]; then
         esac
         rm -f /tmp/cache.db*
         start=$(date +%s.%N)
-        timeout "${CACHE_TIMEOUT:-120}" env $env "$SLAW" run /tmp/f32-check.yaml --db /tmp/cache.db \
+        timeout -k 15 "${CACHE_TIMEOUT:-120}" env $env "$SLAW" run /tmp/f32-check.yaml --db /tmp/cache.db \
             --device cuda:0 --no-progress --no-fit > "$OUT/cache-$mode.log" 2>&1
         rc=$?
         end=$(date +%s.%N)
@@ -124,15 +124,15 @@ fi
 if [ "$part" = checks ] || [ "$part" = all ]; then
     log "an oversized trial fails alone"
     rm -f /tmp/oom.db*
-    timeout "${OOM_TIMEOUT:-240}" "$SLAW" run bench/oom.yaml --db /tmp/oom.db --device cuda:0 --no-progress --no-fit > "$OUT/oom.log" 2>&1
+    timeout -k 15 "${OOM_TIMEOUT:-240}" "$SLAW" run bench/oom.yaml --db /tmp/oom.db --device cuda:0 --no-progress --no-fit > "$OUT/oom.log" 2>&1
     echo "slaw run exit code $?"
     sqlite3 /tmp/oom.db "select size_name, lr, state, substr(error, 1, 160) from trials order by size_name" 2>/dev/null \
         || python3 -c "import sqlite3;[print(r) for r in sqlite3.connect('/tmp/oom.db').execute('select size_name, lr, state, substr(error,1,160) from trials order by size_name')]"
     log "bf16 trains to a loss close to f32"
     rm -f /tmp/bf16.db*
     sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
-    timeout "${BF16_TIMEOUT:-240}" "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
-    timeout "${BF16_TIMEOUT:-240}" "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    timeout -k 15 "${BF16_TIMEOUT:-240}" "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
+    timeout -k 15 "${BF16_TIMEOUT:-240}" "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
     python3 - <<'PY' | tee "$OUT/bf16.json"
 import json, sqlite3
 db = sqlite3.connect("/tmp/bf16.db")
@@ -151,7 +151,7 @@ if [ "$part" = convnet ]; then
     log "ConvNet (NF-ResNet, im2col convolutions) on CUDA: bench/convnet-gpu.yaml"
     rm -f /tmp/convnet.db*
     start=$(date +%s.%N)
-    timeout "${CONVNET_TIMEOUT:-240}" "$SLAW" run bench/convnet-gpu.yaml --db /tmp/convnet.db \
+    timeout -k 15 "${CONVNET_TIMEOUT:-240}" "$SLAW" run bench/convnet-gpu.yaml --db /tmp/convnet.db \
         --device cuda:0 --no-progress --no-fit > "$OUT/convnet.log" 2>&1
     rc=$?
     end=$(date +%s.%N)
