@@ -7,11 +7,14 @@ set -uo pipefail
 OUT="${OUT:-/tmp/slaw-bench}"; mkdir -p "$OUT"
 export OUT SKIP_SMOKE=1 SLAW_KERNEL_CACHE=/tmp/kc-all
 if [ -f gpu/kernel-cache.tar.xz ] && [ ! -d /tmp/kc-all ]; then tar -C /tmp -xJf gpu/kernel-cache.tar.xz; fi
-if [ -n "${PEAK_TFLOPS:-}" ]; then echo "{\"bf16_matmul_tflops\": $PEAK_TFLOPS}" > "$OUT/peak.json"; fi
+if [ -n "${PEAK_TFLOPS:-}" ]; then echo "{\"bf16_matmul_tflops\": $PEAK_TFLOPS, \"device\": \"$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) (peak from an earlier call)\"}" > "$OUT/peak.json"; fi
 start=$(date +%s)
 for part in "$@"; do
     if [ $(( $(date +%s) - start )) -gt "${BUDGET:-100000}" ]; then echo "### skipped $part (budget)"; continue; fi
-    bash bench/run_gpu.sh "$part"
+    case "$part" in
+        mps) bash bench/mps_sweep.sh ;;   # the packed sweep under the CUDA MPS daemon
+        *) bash bench/run_gpu.sh "$part" ;;
+    esac
     pkill -9 -f /tmp/slaw-cuda 2>/dev/null   # workers a timed-out part left compiling
 done
 du -sh /tmp/kc-all

@@ -17,7 +17,7 @@ if [ "${MPS:-1}" = 1 ]; then
 fi
 rm -f /tmp/bench-mps.db*
 start=$(date +%s.%N)
-timeout "${SWEEP_TIMEOUT:-300}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-mps.db --device cuda:0 \
+timeout -k 15 "${SWEEP_TIMEOUT:-300}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-mps.db --device cuda:0 \
     --no-progress --no-fit ${PER_DEVICE:+--per-device $PER_DEVICE} > "$OUT/slaw-$TAG.log" 2>&1
 rc=$?
 end=$(date +%s.%N)
