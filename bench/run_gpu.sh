@@ -3,7 +3,7 @@
 # tool. Builds nothing: it expects the CUDA build of slaw, xz-compressed, at gpu/slaw-cuda.xz:
 #   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
 #   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda 
-# PART is one of: step, large, cpu, sweep, checks, cache, convnet, all. Results (JSON lines)
+# PART is one of: step, sweepstep, large, cpu, sweep, checks, cache, convnet, all. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
@@ -54,6 +54,12 @@ if [ "$part" = step ] || [ "$part" = all ]; then
     log "per step: DESIGN.md's small and medium configs"
     step small 300 50 --width 128 --depth 4 --heads 4 --image 32 --patch 4 --batch 256
     step medium 200 40 --width 384 --depth 6 --heads 6 --image 32 --patch 4 --batch 256
+fi
+
+if [ "$part" = sweepstep ]; then
+    log "per step: the sweep benchmark's largest ViT (vit-256) and smallest (vit-64), alone on the GPU"
+    step vit-256 200 40 --width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128
+    step vit-64 200 40 --width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128
 fi
 
 if [ "$part" = large ] || [ "$part" = all ]; then
