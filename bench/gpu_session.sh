@@ -13,6 +13,8 @@ for part in "$@"; do
     if [ $(( $(date +%s) - start )) -gt "${BUDGET:-100000}" ]; then echo "### skipped $part (budget)"; continue; fi
     case "$part" in
         mps) bash bench/mps_sweep.sh ;;   # the packed sweep under the CUDA MPS daemon
+        profile) bash bench/profile_sweep.sh ;;   # the packed sweep with GPU and CPU sampling
+        profile4) PER_DEVICE=4 TAG=profile4 bash bench/profile_sweep.sh ;;
         *) bash bench/run_gpu.sh "$part" ;;
     esac
     pkill -9 -f /tmp/slaw-cuda 2>/dev/null   # workers a timed-out part left compiling
