@@ -14,7 +14,7 @@ for part in "$@"; do
     case "$part" in
         mps) bash bench/mps_sweep.sh ;;   # the packed sweep under the CUDA MPS daemon
         profile) bash bench/profile_sweep.sh ;;   # the packed sweep with GPU and CPU sampling
-        profile4) PER_DEVICE=4 TAG=profile4 bash bench/profile_sweep.sh ;;
+        profile[0-9]*) PER_DEVICE=${part#profile} TAG=$part bash bench/profile_sweep.sh ;;
         *) bash bench/run_gpu.sh "$part" ;;
     esac
     pkill -9 -f /tmp/slaw-cuda 2>/dev/null   # workers a timed-out part left compiling
