@@ -17,6 +17,16 @@ pub const PROCESS_OVERHEAD: u64 = 700 << 20;
 /// At most this many trials share a GPU (each worker also needs a CPU core to launch kernels).
 pub const MAX_PER_DEVICE: usize = 8;
 
+/// Host cores one Burn CUDA worker keeps busy: measured 1.9–2.6 (its own thread, Burn's fusion
+/// thread and CubeCL's launch loop) on the H100 machine, where 8 workers on 16 cores saturated
+/// the CPU and ran the sweep benchmark in 143 s against 117 s with 4–6 (docs/PERFORMANCE.md).
+pub const CORES_PER_CUDA_WORKER: usize = 3;
+
+/// How many Burn CUDA workers per GPU the host's `cores` can feed across `gpus` GPUs (at least 1).
+pub fn cpu_cap(cores: usize, gpus: usize) -> usize {
+    (cores / CORES_PER_CUDA_WORKER / gpus.max(1)).max(1)
+}
+
 /// Estimated peak device memory of one trial, in bytes.
 pub fn trial_memory(config: &TrialConfig) -> u64 {
     let shape = config.data.input_shape();
@@ -93,7 +103,8 @@ pub struct Layout {
 
 /// The worker slots for `spec` on `devices`: on the CPU `jobs` workers (default 1) sharing the
 /// cores; on GPUs `per_device` workers per GPU (the sweep's `execution.per_device` unless
-/// overridden; `auto` from [`trial_memory`] and the smallest GPU), or `jobs` in all.
+/// overridden; `auto` from [`trial_memory`] and the smallest GPU, and for Burn trials no more
+/// than the host's cores can feed, [`cpu_cap`]), or `jobs` in all.
 pub fn layout(
     spec: &SweepSpec,
     devices: &[ComputeDevice],
@@ -116,7 +127,13 @@ pub fn layout(
             let configs: Vec<&TrialConfig> =
                 plan.trials.iter().filter_map(|t| t.config.burn()).collect();
             let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
-            per_device(&configs, smallest)
+            let fit = per_device(&configs, smallest);
+            if configs.is_empty() {
+                fit
+            } else {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                fit.min(cpu_cap(cores, devices.len()))
+            }
         }
     };
     let jobs = jobs.unwrap_or(devices.len() * k).max(1);
@@ -165,6 +182,17 @@ train:
   lr: {values: [0.001]}
   batch_size: 256
 ";
+
+    /// The measured plateau on the 16-core H100 machine (4–6 workers) contains the cap; CI's
+    /// two cores still get one worker, and GPUs share the host's cores.
+    #[test]
+    fn the_host_cores_cap_workers_per_gpu() {
+        assert_eq!(cpu_cap(16, 1), 5);
+        assert_eq!(cpu_cap(2, 1), 1);
+        assert_eq!(cpu_cap(128, 8), 5);
+        assert_eq!(cpu_cap(32, 2), 5);
+        assert_eq!(cpu_cap(16, 0), 5, "no GPU count is treated as one");
+    }
 
     #[test]
     fn bigger_models_need_more_memory_and_pack_fewer() {
