@@ -4,11 +4,7 @@
 # daemon lives in /tmp and is stopped at the end; no GPU setting is changed. TAG names the
 # result files (slaw-$TAG.json), so that cold- and warm-cache passes can be kept apart.
 set -uo pipefail
-OUT="${OUT:-/tmp/slaw-bench}"; mkdir -p "$OUT"
-SLAW="${SLAW:-/tmp/slaw-cuda}"
-[ -x "$SLAW" ] || { xz -dc gpu/slaw-cuda.xz > /tmp/slaw-cuda && chmod +x /tmp/slaw-cuda; }
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export SLAW_KERNEL_CACHE="${SLAW_KERNEL_CACHE:-/tmp/slaw-kernels}"
+source "$(dirname "$0")/common.sh"
 TAG="${TAG:-mps}"
 if [ "${MPS:-1}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log

@@ -3,11 +3,7 @@
 # while sampling GPU utilisation (nvidia-smi, every 500 ms) and per-process CPU use (top, every
 # 5 s); prints the mean GPU utilisation, the mean busy CPU cores and the worker processes' share.
 set -uo pipefail
-OUT="${OUT:-/tmp/slaw-bench}"; mkdir -p "$OUT"
-SLAW="${SLAW:-/tmp/slaw-cuda}"
-[ -x "$SLAW" ] || { xz -dc gpu/slaw-cuda.xz > /tmp/slaw-cuda && chmod +x /tmp/slaw-cuda; }
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export SLAW_KERNEL_CACHE="${SLAW_KERNEL_CACHE:-/tmp/slaw-kernels}"
+source "$(dirname "$0")/common.sh"
 TAG="${TAG:-profile}"
 rm -f /tmp/bench-profile.db*
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 \
