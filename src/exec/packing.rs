@@ -235,4 +235,27 @@ train:
         let one_each = layout(&spec, &gpus, None, None);
         assert_eq!(one_each.slots, gpus.to_vec());
     }
+
+    /// `auto` never packs more Burn workers per GPU than the host's cores can feed (CI's two
+    /// cores: one per GPU), while an explicit count is taken as given.
+    #[test]
+    fn auto_packing_respects_the_core_cap() {
+        let spec = parse(
+            &SWEEP.replace("train:", "execution: {per_device: auto}\ntrain:"),
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(spec.per_device, PerDevice::Auto);
+        let gpus = [ComputeDevice::Cuda(0), ComputeDevice::Cuda(1)];
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = layout(&spec, &gpus, None, None);
+        let k = auto.per_device.unwrap();
+        assert!(
+            k >= 1 && k <= cpu_cap(cores, gpus.len()),
+            "{k} per GPU on {cores} cores"
+        );
+        assert_eq!(auto.slots.len(), 2 * k);
+        let forced = layout(&spec, &gpus, None, Some(PerDevice::Count(7)));
+        assert_eq!(forced.per_device, Some(7));
+    }
 }
