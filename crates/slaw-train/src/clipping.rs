@@ -20,17 +20,35 @@ use crate::model::Model;
 /// AGC's floor on the weight norm (NFNet's ε), so that zero-initialised parameters can move.
 pub const AGC_EPS: f64 = 1e-3;
 
-/// Collects every parameter's gradient, flattened, so that one reduction covers them all.
-struct FlatGrads<'a, B: AutodiffBackend> {
-    grads: &'a GradientsParams,
-    flat: Vec<Tensor<B::InnerBackend, 1>>,
+/// How [`clip_global_norm`] sums the squares of the gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormReduction {
+    /// One square-and-sum per gradient tensor, added up: no copies. Best where an operation is
+    /// cheap to launch (the CPU: the concatenation costs 20 ms per step on the quickstart's
+    /// largest MLP, this nothing measurable).
+    PerTensor,
+    /// One reduction over the concatenated gradients: the fewest operations. Best where every
+    /// operation costs host time (CUDA: 1.3 ms instead of 5.3 ms per step on the small ViT).
+    Concatenated,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for FlatGrads<'_, B> {
+/// Collects every parameter's gradient, flattened, or the sum of its squares.
+struct GradSquares<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    how: NormReduction,
+    parts: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let n = g.shape().num_elements();
-            self.flat.push(g.reshape([n]));
+            self.parts.push(match self.how {
+                NormReduction::PerTensor => g.square().sum(),
+                NormReduction::Concatenated => {
+                    let n = g.shape().num_elements();
+                    g.reshape([n])
+                }
+            });
         }
     }
 }
@@ -57,25 +75,34 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
 }
 
 /// Scales the gradients so that their global L2 norm is at most `max_norm`, without reading
-/// anything back from the device. Burn has no multi-tensor kernels, and on CUDA every tensor
-/// operation costs host time, so the norm is one reduction over the concatenated gradients
-/// rather than one per tensor.
+/// anything back from the device. Burn has no multi-tensor kernels; `how` picks the reduction
+/// that suits the backend.
 pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Model<B>,
     grads: &mut GradientsParams,
     max_norm: f64,
+    how: NormReduction,
 ) {
-    let mut flat = FlatGrads::<B> {
+    let mut squares = GradSquares::<B> {
         grads,
-        flat: Vec::new(),
+        how,
+        parts: Vec::new(),
     };
-    model.visit(&mut flat);
-    if flat.flat.is_empty() {
+    model.visit(&mut squares);
+    let parts = squares.parts;
+    if parts.is_empty() {
         return;
     }
-    let factor = Tensor::cat(flat.flat, 0)
-        .square()
-        .sum()
+    let total = match how {
+        NormReduction::PerTensor => {
+            let Some(sum) = parts.into_iter().reduce(|a, b| a + b) else {
+                return;
+            };
+            sum
+        }
+        NormReduction::Concatenated => Tensor::cat(parts, 0).square().sum(),
+    };
+    let factor = total
         .sqrt()
         .clamp_min(max_norm)
         .recip()
@@ -293,7 +320,7 @@ mod tests {
         let model = Model::<B>::init(&config, &shape, &device);
         let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
         let loss = model.forward(x).powi_scalar(2).sum();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
         // Computed on the host, tensor by tensor, independently of the clipping code.
         struct HostSquares<'a> {
             grads: &'a GradientsParams,
@@ -321,11 +348,22 @@ mod tests {
         };
         let before = norm(&grads);
         assert!(before > 0.5, "{before}");
-        clip_global_norm(&model, &mut grads, 0.5);
-        let after = norm(&grads);
-        assert!((after - 0.5).abs() < 1e-3, "{after}");
-        // A norm already below the threshold is left alone.
-        clip_global_norm(&model, &mut grads, 10.0);
-        assert!((norm(&grads) - 0.5).abs() < 1e-3);
+        for how in [NormReduction::PerTensor, NormReduction::Concatenated] {
+            let mut grads = GradientsParams::from_grads(
+                model
+                    .forward(Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0))
+                    .powi_scalar(2)
+                    .sum()
+                    .backward(),
+                &model,
+            );
+            assert!((norm(&grads) - before).abs() < 1e-6 * before, "{how:?}");
+            clip_global_norm(&model, &mut grads, 0.5, how);
+            let after = norm(&grads);
+            assert!((after - 0.5).abs() < 1e-3, "{how:?}: {after}");
+            // A norm already below the threshold is left alone.
+            clip_global_norm(&model, &mut grads, 10.0, how);
+            assert!((norm(&grads) - 0.5).abs() < 1e-3, "{how:?}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::aim::{loss_weights, prefix_mask, Aim};
-use crate::clipping::{adaptive_clip, clip_global_norm};
+use crate::clipping::{adaptive_clip, clip_global_norm, NormReduction};
 use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
 use crate::data::{to_patches, Dataset, Examples};
 use crate::model::Model;
@@ -205,6 +205,7 @@ pub fn train(
             data,
             &Default::default(),
             "ndarray".into(),
+            NormReduction::PerTensor,
             reporter,
         )),
         (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
@@ -217,11 +218,21 @@ pub fn train(
             let dev = CudaDevice::new(*i);
             let name = format!("cuda:{i}");
             Ok(match precision {
-                Precision::F32 => {
-                    train_on::<Autodiff<Cuda<f32, i32>>>(config, data, &dev, name, reporter)
-                }
+                Precision::F32 => train_on::<Autodiff<Cuda<f32, i32>>>(
+                    config,
+                    data,
+                    &dev,
+                    name,
+                    NormReduction::Concatenated,
+                    reporter,
+                ),
                 Precision::Bf16 => train_on::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(
-                    config, data, &dev, name, reporter,
+                    config,
+                    data,
+                    &dev,
+                    name,
+                    NormReduction::Concatenated,
+                    reporter,
                 ),
             })
         }
@@ -432,6 +443,7 @@ fn train_on<B: AutodiffBackend>(
     data: &Dataset,
     device: &B::Device,
     backend: String,
+    norm_reduction: NormReduction,
     reporter: &mut dyn Reporter,
 ) -> Outcome {
     let classes = data.shape.classes;
@@ -549,7 +561,7 @@ fn train_on<B: AutodiffBackend>(
             adaptive_clip(&model, &mut grads, clip);
         }
         if let Some(max_norm) = config.optim.grad_clip {
-            clip_global_norm(&model, &mut grads, max_norm);
+            clip_global_norm(&model, &mut grads, max_norm, norm_reduction);
         }
         lr = learning_rate(&config.optim, step, total_steps);
         model = optim.step(lr, model, grads);
