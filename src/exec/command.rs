@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::protocol::{parse_line, Line, Tracker};
-use super::worker::{WorkerEvent, WorkerOptions};
+use super::worker::{record_end, WorkerEvent, WorkerOptions};
 use super::ExecError;
 use crate::job::CommandJob;
 use crate::store::{
@@ -611,21 +611,10 @@ async fn finish(
         val_accuracy: t.val_accuracy,
         best_val_loss: t.best_val_loss,
         wall_seconds,
-        error: error.clone(),
+        error,
     };
     let clean = state == TrialState::Interrupted;
-    if !store.finish(claimed, worker, state, &finish, clean).await? {
-        return Ok(WorkerEvent::LeaseLost {
-            key: claimed.key.clone(),
-        });
-    }
-    Ok(WorkerEvent::Finished {
-        key: claimed.key.clone(),
-        state,
-        val_loss: t.val_loss,
-        wall_seconds,
-        error,
-    })
+    record_end(store, claimed, worker, state, finish, clean).await
 }
 
 #[cfg(test)]

@@ -509,8 +509,21 @@ async fn run_trial(
         val_accuracy: summary.val_accuracy,
         best_val_loss: summary.best_val_loss,
         wall_seconds: summary.wall_seconds,
-        error: error.clone(),
+        error,
     };
+    record_end(store, claimed, worker, state, finish, clean).await
+}
+
+/// Stores the end of a claimed attempt (Burn or command trainer) and says what happened:
+/// `LeaseLost` when another worker took the trial back meanwhile, else `Finished`.
+pub(super) async fn record_end(
+    store: &Store,
+    claimed: &Claimed,
+    worker: &str,
+    state: TrialState,
+    finish: Finish,
+    clean: bool,
+) -> Result<WorkerEvent, ExecError> {
     if !store.finish(claimed, worker, state, &finish, clean).await? {
         return Ok(WorkerEvent::LeaseLost {
             key: claimed.key.clone(),
@@ -519,8 +532,8 @@ async fn run_trial(
     Ok(WorkerEvent::Finished {
         key: claimed.key.clone(),
         state,
-        val_loss: summary.val_loss,
-        wall_seconds: summary.wall_seconds,
-        error,
+        val_loss: finish.val_loss,
+        wall_seconds: finish.wall_seconds,
+        error: finish.error,
     })
 }
