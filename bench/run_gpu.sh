@@ -7,15 +7,8 @@
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
-OUT="${OUT:-/tmp/slaw-bench}"
-if [ -z "${SLAW:-}" ]; then
-    # The CUDA binary travels xz-compressed (the device tool carries at most 64 MiB).
-    [ -x /tmp/slaw-cuda ] || { xz -dc gpu/slaw-cuda.xz > /tmp/slaw-cuda && chmod +x /tmp/slaw-cuda; }
-    SLAW=/tmp/slaw-cuda
-fi
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export SLAW_KERNEL_CACHE="${SLAW_KERNEL_CACHE:-/tmp/slaw-kernels}"
+# The CUDA binary travels xz-compressed (the device tool carries at most 64 MiB).
+source "$(dirname "$0")/common.sh"
 export PYTHONUNBUFFERED=1
 log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 

@@ -318,9 +318,10 @@ mod tests {
         let device = Default::default();
         let (shape, config) = tiny_mlp();
         let model = Model::<B>::init(&config, &shape, &device);
-        let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
-        let loss = model.forward(x).powi_scalar(2).sum();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads_of = || {
+            let x = Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0);
+            GradientsParams::from_grads(model.forward(x).powi_scalar(2).sum().backward(), &model)
+        };
         // Computed on the host, tensor by tensor, independently of the clipping code.
         struct HostSquares<'a> {
             grads: &'a GradientsParams,
@@ -346,17 +347,10 @@ mod tests {
             assert!(sq.tensors >= 4, "{} gradients", sq.tensors);
             sq.total.sqrt()
         };
-        let before = norm(&grads);
+        let before = norm(&grads_of());
         assert!(before > 0.5, "{before}");
         for how in [NormReduction::PerTensor, NormReduction::Concatenated] {
-            let mut grads = GradientsParams::from_grads(
-                model
-                    .forward(Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(10.0))
-                    .powi_scalar(2)
-                    .sum()
-                    .backward(),
-                &model,
-            );
+            let mut grads = grads_of();
             assert!((norm(&grads) - before).abs() < 1e-6 * before, "{how:?}");
             clip_global_norm(&model, &mut grads, 0.5, how);
             let after = norm(&grads);

@@ -111,31 +111,23 @@ pub fn conv2d_gemm<B: Backend>(
             stride as isize,
         )
     };
-    let cols = if kh == 1 && kw == 1 {
-        let view = if stride == 1 {
-            x
-        } else {
-            x.slice([
+    let mut views = Vec::with_capacity(kh * kw);
+    for i in 0..kh {
+        for j in 0..kw {
+            views.push(x.clone().slice([
                 Slice::from(0..b),
-                window(0, h_out),
-                window(0, w_out),
+                window(i, h_out),
+                window(j, w_out),
                 Slice::from(0..c),
-            ])
-        };
-        view.reshape([b * h_out * w_out, c])
-    } else {
-        let mut views = Vec::with_capacity(kh * kw);
-        for i in 0..kh {
-            for j in 0..kw {
-                views.push(x.clone().slice([
-                    Slice::from(0..b),
-                    window(i, h_out),
-                    window(j, w_out),
-                    Slice::from(0..c),
-                ]));
-            }
+            ]));
         }
-        Tensor::stack::<5>(views, 3).reshape([b * h_out * w_out, kh * kw * c])
+    }
+    let rows = b * h_out * w_out;
+    // A 1×1 kernel's single view needs no stacking copy.
+    let cols = if views.len() == 1 {
+        views.remove(0).reshape([rows, c])
+    } else {
+        Tensor::stack::<5>(views, 3).reshape([rows, kh * kw * c])
     };
     // [o, c, kh, kw] → [kh, kw, c, o], matching the column order (i, j, channel).
     let kernel = weight.permute([2, 3, 1, 0]).reshape([kh * kw * c, o]);
