@@ -13,6 +13,8 @@ for part in "$@"; do
     if [ $(( $(date +%s) - start )) -gt "${BUDGET:-100000}" ]; then echo "### skipped $part (budget)"; continue; fi
     case "$part" in
         mps) bash bench/mps_sweep.sh ;;   # the packed sweep under the CUDA MPS daemon
+        mps[0-9]*) PER_DEVICE=${part#mps} TAG=$part bash bench/mps_sweep.sh ;;   # ... K per GPU
+        kernels) bash bench/kernel_profile.sh ;;   # per-kernel GPU time per step (Nsight Compute)
         profile) bash bench/profile_sweep.sh ;;   # the packed sweep with GPU and CPU sampling
         profile[0-9]*) PER_DEVICE=${part#profile} TAG=$part bash bench/profile_sweep.sh ;;
         *) bash bench/run_gpu.sh "$part" ;;

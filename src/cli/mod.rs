@@ -122,6 +122,12 @@ struct RunArgs {
     /// memory); overrides the sweep's execution.per_device.
     #[arg(long)]
     per_device: Option<crate::spec::PerDevice>,
+    /// The CUDA Multi-Process Service, so that trials packed on one GPU run their kernels
+    /// concurrently instead of taking turns: auto (when trials share a GPU and
+    /// nvidia-cuda-mps-control is installed), on, or off (full isolation between trials: a
+    /// fatal GPU fault under MPS also fails the trials beside it).
+    #[arg(long, value_enum, default_value = "auto")]
+    mps: MpsArg,
     /// A trial whose worker has not heartbeaten for this long is taken back.
     #[arg(long, default_value_t = 60.0)]
     lease_seconds: f64,
@@ -143,6 +149,26 @@ struct RunArgs {
     /// `slaw status`; trials of cancelled tasks wait for their lease and the next run).
     #[arg(long)]
     detach: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MpsArg {
+    /// When trials share a GPU and the MPS control program is installed.
+    Auto,
+    /// For every GPU run; an error if the daemon cannot start.
+    On,
+    /// Never.
+    Off,
+}
+
+impl From<MpsArg> for crate::exec::mps::MpsMode {
+    fn from(a: MpsArg) -> Self {
+        match a {
+            MpsArg::Auto => Self::Auto,
+            MpsArg::On => Self::On,
+            MpsArg::Off => Self::Off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -496,6 +522,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             prepared.sync.retired
         );
     }
+    // Dropped at the end of this function: the daemon outlives every worker of the run.
+    let mps = crate::exec::mps::prepare(args.mps.into(), &layout.slots)?;
+    if layout.per_device.is_some() {
+        println!("  {}", mps.describe());
+    }
     let stop = stop_flag(true);
     let exe = std::env::current_exe().context("locating the slaw executable")?;
     let options = LocalOptions {
@@ -505,6 +536,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         sweep_id: prepared.sweep_id,
         slots: layout.slots.clone(),
         threads_per_job: layout.threads_per_job,
+        worker_env: mps.worker_env(),
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         poll: Duration::from_millis(500),
@@ -518,6 +550,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         run_local(&store, &options, stop, &mut FixedGrid, &mut view).await?
     };
     view.finish();
+    drop(mps);
     finish_run(&store, &spec, &args, outcome).await
 }
 
@@ -600,9 +633,13 @@ async fn run_on_slurm(
         ComputeDevice::Cpu
     };
     sweep::preflight(&spec, std::slice::from_ref(&device))?;
-    if args.device != "cpu" || args.jobs.is_some() || args.per_device.is_some() {
+    if args.device != "cpu"
+        || args.jobs.is_some()
+        || args.per_device.is_some()
+        || args.mps == MpsArg::On
+    {
         bail!(
-            "--device, --jobs and --per-device are for the local executor; with --executor slurm \
+            "--device, --jobs, --per-device and --mps are for the local executor; with --executor slurm \
              the sweep's slurm section sets the resources (gpus_per_trial, cpus, max_parallel)"
         );
     }

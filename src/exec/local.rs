@@ -36,6 +36,8 @@ pub struct LocalOptions {
     pub slots: Vec<ComputeDevice>,
     /// CPU threads per worker (sets `RAYON_NUM_THREADS`).
     pub threads_per_job: Option<usize>,
+    /// Further environment variables for every worker (the MPS daemon's directories).
+    pub worker_env: Vec<(String, String)>,
     /// Lease length given to workers and used for reaping.
     pub lease_seconds: f64,
     /// Heartbeat interval of workers.
@@ -158,6 +160,7 @@ fn spawn_worker(
     if let Some(t) = opts.threads_per_job {
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
+    cmd.envs(opts.worker_env.iter().map(|(k, v)| (k, v)));
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
     unsafe {
         cmd.pre_exec(|| {

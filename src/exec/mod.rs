@@ -2,11 +2,13 @@
 //! protocol, the local executor that runs one worker process per job slot on this machine, and
 //! the Slurm executor that runs workers as job-array tasks against a shared database. Which
 //! trials are claimable is the store's business; this module only runs what it is given.
+//! `mps` starts and stops the CUDA Multi-Process Service around a packed local run.
 
 pub mod bench;
 pub mod claims;
 pub mod command;
 pub mod local;
+pub mod mps;
 pub mod packing;
 pub mod protocol;
 pub mod slurm;
