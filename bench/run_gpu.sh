@@ -3,7 +3,9 @@
 # tool. Builds nothing: it expects the CUDA build of slaw, xz-compressed, at gpu/slaw-cuda.xz:
 #   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
 #   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda 
-# PART is one of: step, sweepstep, large, cpu, sweep, checks, cache, convnet, all. Results (JSON lines)
+# PART is one of: step, sweepstep, large, cpu, sweep (slaw --mps auto, then PyTorch), sweep-nomps
+# (slaw --mps off), checks, cache, convnet, all. SLAW_RUNS / TORCH_RUNS (comma-separated, or
+# none) narrow the step modes; SKIP_TORCH_SWEEP, SKIP_OOM, SKIP_BF16 leave parts out. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
@@ -29,6 +31,7 @@ step() { # NAME STEPS WARMUP ARGS...: one config through slaw and torch, with an
     # SLAW_RUNS / TORCH_RUNS (comma-separated) narrow the modes, e.g. for the large config.
     [ -n "${SLAW_RUNS:-}" ] && IFS=, read -ra slaw_runs <<< "$SLAW_RUNS"
     [ -n "${TORCH_RUNS:-}" ] && IFS=, read -ra torch_runs <<< "$TORCH_RUNS"
+    [ "${TORCH_RUNS:-}" = none ] && torch_runs=()
     for run in "${slaw_runs[@]}"; do
         local p=${run%% *} extra=""
         [ "$run" != "$p" ] && extra=${run#* }
@@ -70,30 +73,41 @@ if [ "$part" = cpu ] || [ "$part" = all ]; then
         | sed 's/^{/{"config":"cpu-mlp1024",/' | tee -a "$OUT/cpu.jsonl"
 fi
 
-if [ "$part" = sweep ] || [ "$part" = all ]; then
-    log "sweep: 24 trials, slaw packed on one GPU"
+slaw_sweep() { # MODE TAG: the 24-trial grid through slaw, packed on one GPU, with --mps MODE
+    local mode=$1 tag=$2
+    log "sweep: 24 trials, slaw packed on one GPU, --mps $mode"
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
     timeout -k 15 "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
-        --device cuda:0 --no-progress --no-fit > "$OUT/slaw-sweep.log" 2>&1
+        --device cuda:0 --mps "$mode" --no-progress --no-fit > "$OUT/$tag.log" 2>&1
     rc=$?
     end=$(date +%s.%N)
-    tail -15 "$OUT/slaw-sweep.log"
-    python3 - "$start" "$end" "$rc" <<'PY' | tee "$OUT/slaw-sweep.json"
+    tail -15 "$OUT/$tag.log"
+    python3 - "$start" "$end" "$rc" "$mode" <<'PY' | tee "$OUT/$tag.json"
 import json, sqlite3, sys
-start, end, rc = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+start, end, rc, mode = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 db = sqlite3.connect("/tmp/bench-sweep.db")
 rows = db.execute("select key, size_name, epochs, lr, state, final_val_loss, wall_seconds, "
                   "(select count(*) from metrics m where m.trial_id = t.id) from trials t").fetchall()
-print(json.dumps({"framework": "slaw", "rc": rc, "wall_seconds": end - start, "trials": len(rows),
+print(json.dumps({"framework": "slaw", "mps": mode, "rc": rc, "wall_seconds": end - start, "trials": len(rows),
                   "completed": sum(r[4] == "completed" for r in rows),
                   "with_curves": sum(r[7] > 0 for r in rows),
                   "results": [dict(zip(["key", "size", "epochs", "lr", "state", "val_loss", "seconds", "points"], r)) for r in rows]}))
 PY
-    log "sweep: the same 24 trials, sequential PyTorch loop"
-    "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
-    timeout -k 15 "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
-        2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
+}
+
+if [ "$part" = sweep-nomps ]; then
+    slaw_sweep off slaw-sweep-nomps
+fi
+
+if [ "$part" = sweep ] || [ "$part" = all ]; then
+    slaw_sweep "${SLAW_MPS:-auto}" slaw-sweep
+    if [ -z "${SKIP_TORCH_SWEEP:-}" ]; then
+        log "sweep: the same 24 trials, sequential PyTorch loop"
+        "$SLAW" plan --json bench/sweep-gpu.yaml > /tmp/plan.json
+        timeout -k 15 "${TORCH_TIMEOUT:-300}" python3 bench/torch_sweep.py /tmp/plan.json --device cuda \
+            2>"$OUT/torch-sweep.log" | tee "$OUT/torch-sweep.json" | cut -c1-300
+    fi
 fi
 
 if [ "$part" = cache ]; then
@@ -133,6 +147,7 @@ if [ "$part" = checks ] || [ "$part" = all ]; then
         sqlite3 /tmp/oom.db "select size_name, lr, state, substr(error, 1, 160) from trials order by size_name" 2>/dev/null \
             || python3 -c "import sqlite3;[print(r) for r in sqlite3.connect('/tmp/oom.db').execute('select size_name, lr, state, substr(error,1,160) from trials order by size_name')]"
     fi
+    if [ -z "${SKIP_BF16:-}" ]; then
     log "bf16 trains to a loss close to f32"
     rm -f /tmp/bf16.db*
     sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
@@ -148,6 +163,7 @@ gaps = {s: abs(bf16[s] - f32[s]) / f32[s] for s in f32 if s in bf16}
 ok = len(gaps) == 2 and all(g < 0.03 for g in gaps.values())
 print(json.dumps({"f32": f32, "bf16": bf16, "relative_gap": gaps, "within_3_percent": ok, "rows": rows}))
 PY
+    fi
     log "kernel caches (autotune, PTX)"
     find "$SLAW_KERNEL_CACHE" -maxdepth 2 | head; du -sh "$SLAW_KERNEL_CACHE"/* 2>/dev/null
 fi

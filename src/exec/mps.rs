@@ -311,7 +311,11 @@ mod tests {
     fn a_daemon_that_never_listens_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let control = tmp.path().join(CONTROL_PROGRAM);
-        std::fs::write(&control, "#!/bin/sh\necho 'cannot open the GPU' >&2\nexit 3\n").unwrap();
+        std::fs::write(
+            &control,
+            "#!/bin/sh\necho 'cannot open the GPU' >&2\nexit 3\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = MpsDaemon::start(&control, tmp.path().join("run")).unwrap_err();
         let text = err.to_string();
