@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::{AimConfig, InputShape};
-use crate::model::{per_token, Block};
+use crate::model::Block;
 
 /// The additive score for a query–key pair that must not attend.
 const MASKED: f32 = -1e9;
@@ -52,10 +52,9 @@ pub struct HeadBlock<B: Backend> {
 
 impl<B: Backend> HeadBlock<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = per_token(x.clone(), |x| {
-            self.fc2
-                .forward(gelu(self.fc1.forward(self.norm.forward(x))))
-        });
+        let h = self
+            .fc2
+            .forward(gelu(self.fc1.forward(self.norm.forward(x.clone()))));
         x + h
     }
 }
@@ -118,17 +117,12 @@ impl<B: Backend> Aim<B> {
     /// Trunk features `[batch, patches, width]` of flattened patches `[batch, patches·dim]`.
     fn trunk(&self, x: Tensor<B, 2>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let b = x.dims()[0];
-        let x = x.reshape([b * self.patches, self.patch_dim]);
-        let width = self.position_embedding.dims()[2];
-        let mut h = self
-            .patch_embedding
-            .forward(x)
-            .reshape([b, self.patches, width])
-            + self.position_embedding.val();
+        let x = x.reshape([b, self.patches, self.patch_dim]);
+        let mut h = self.patch_embedding.forward(x) + self.position_embedding.val();
         for block in &self.blocks {
             h = block.forward(h, mask.clone());
         }
-        per_token(h, |h| self.final_norm.forward(h))
+        self.final_norm.forward(h)
     }
 
     /// Mean-pooled trunk features `[batch, width]` with bidirectional attention (what the
@@ -149,8 +143,10 @@ impl<B: Backend> Aim<B> {
         for block in &self.head_blocks {
             h = block.forward(h);
         }
-        let prediction =
-            per_token(h, |h| self.output.forward(self.head_norm.forward(h))).narrow(1, 0, t - 1);
+        let prediction = self
+            .output
+            .forward(self.head_norm.forward(h))
+            .narrow(1, 0, t - 1);
         let target = x.reshape([b, t, self.patch_dim]).narrow(1, 1, t - 1);
         let centred = target.clone() - target.mean_dim(2);
         let std = centred.clone().square().mean_dim(2).add_scalar(1e-6).sqrt();

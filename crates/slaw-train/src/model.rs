@@ -17,25 +17,6 @@ use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 use crate::convnet::ConvNet;
 
-/// `f` applied to every token of `x` `[batch, tokens, width]` at once, as one
-/// `[batch·tokens, width]` matrix (a reshape, no copy, for a contiguous `x`).
-///
-/// Token-wise layers (Linear, LayerNorm) take this path because of how Burn differentiates them
-/// on a 3-D input: its `linear` multiplies per batch element, so the weight gradient is a batched
-/// product `[batch, d_in, d_out]` written out and then summed over the batch, and every broadcast
-/// weight or bias gets its gradient as one reduction per broadcast dimension. On the flattened
-/// input the weight gradient is a single matrix product and each bias gradient one reduction
-/// (PyTorch's `Linear` flattens the same way).
-pub(crate) fn per_token<B: Backend>(
-    x: Tensor<B, 3>,
-    f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
-) -> Tensor<B, 3> {
-    let [b, t, d] = x.dims();
-    let y = f(x.reshape([b * t, d]));
-    let width = y.dims()[1];
-    y.reshape([b, t, width])
-}
-
 /// A model of any family. (One is built per trial, so the size of the enum does not matter.)
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -161,9 +142,7 @@ impl<B: Backend> Attention<B> {
     pub(crate) fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
-        let mut qkv = per_token(x, |x| self.qkv.forward(x))
-            .chunk(3, 2)
-            .into_iter();
+        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
         let mut split_heads = || {
             qkv.next()
                 .expect("qkv has three chunks")
@@ -184,8 +163,8 @@ impl<B: Backend> Attention<B> {
             scores = scores + mask;
         }
         let attn = softmax(scores, 3);
-        let y = attn.matmul(v).swap_dims(1, 2).reshape([b * t, d]);
-        self.out.forward(y).reshape([b, t, d])
+        let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.out.forward(y)
     }
 }
 
@@ -216,7 +195,7 @@ impl<B: Backend> Block<B> {
     }
 
     fn mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        per_token(x, |x| self.fc2.forward(gelu(self.fc1.forward(x))))
+        self.fc2.forward(gelu(self.fc1.forward(x)))
     }
 
     /// The block over `x` `[batch, tokens, width]`, with an optional additive attention mask.
@@ -224,14 +203,12 @@ impl<B: Backend> Block<B> {
         match &self.norm2 {
             // x + Attn(LN(x)) + MLP(LN(x)): one norm feeds both branches.
             None => {
-                let n = per_token(x.clone(), |x| self.norm1.forward(x));
+                let n = self.norm1.forward(x.clone());
                 x + self.attn.forward(n.clone(), mask) + self.mlp(n)
             }
             Some(norm2) => {
-                let n = per_token(x.clone(), |x| self.norm1.forward(x));
-                let x = x + self.attn.forward(n, mask);
-                let n = per_token(x.clone(), |x| norm2.forward(x));
-                x + self.mlp(n)
+                let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
+                x.clone() + self.mlp(norm2.forward(x))
             }
         }
     }
@@ -275,12 +252,8 @@ impl<B: Backend> Vit<B> {
 
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
-        let x = x.reshape([b * self.patches, self.patch_dim]);
-        let mut x = self.patch_embedding.forward(x).reshape([
-            b,
-            self.patches,
-            self.position_embedding.dims()[2],
-        ]);
+        let x = x.reshape([b, self.patches, self.patch_dim]);
+        let mut x = self.patch_embedding.forward(x);
         if let Some(cls) = &self.class_token {
             let d = cls.dims()[2];
             x = Tensor::cat(vec![cls.val().expand([b, 1, d]), x], 1);
@@ -289,7 +262,7 @@ impl<B: Backend> Vit<B> {
         for block in &self.blocks {
             x = block.forward(x, None);
         }
-        let x = per_token(x, |x| self.final_norm.forward(x));
+        let x = self.final_norm.forward(x);
         let [_, t, d] = x.dims();
         let pooled: Tensor<B, 2> = match self.class_token {
             Some(_) => x.narrow(1, 0, 1).reshape([b, d]),
