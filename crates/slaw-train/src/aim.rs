@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::{AimConfig, InputShape};
-use crate::model::Block;
+use crate::model::{token_linear, Block};
 
 /// The additive score for a query–key pair that must not attend.
 const MASKED: f32 = -1e9;
@@ -52,9 +52,10 @@ pub struct HeadBlock<B: Backend> {
 
 impl<B: Backend> HeadBlock<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = self
-            .fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(x.clone()))));
+        let h = token_linear(
+            &self.fc2,
+            gelu(token_linear(&self.fc1, self.norm.forward(x.clone()))),
+        );
         x + h
     }
 }
@@ -118,7 +119,7 @@ impl<B: Backend> Aim<B> {
     fn trunk(&self, x: Tensor<B, 2>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let b = x.dims()[0];
         let x = x.reshape([b, self.patches, self.patch_dim]);
-        let mut h = self.patch_embedding.forward(x) + self.position_embedding.val();
+        let mut h = token_linear(&self.patch_embedding, x) + self.position_embedding.val();
         for block in &self.blocks {
             h = block.forward(h, mask.clone());
         }
@@ -143,10 +144,7 @@ impl<B: Backend> Aim<B> {
         for block in &self.head_blocks {
             h = block.forward(h);
         }
-        let prediction = self
-            .output
-            .forward(self.head_norm.forward(h))
-            .narrow(1, 0, t - 1);
+        let prediction = token_linear(&self.output, self.head_norm.forward(h)).narrow(1, 0, t - 1);
         let target = x.reshape([b, t, self.patch_dim]).narrow(1, 1, t - 1);
         let centred = target.clone() - target.mean_dim(2);
         let std = centred.clone().square().mean_dim(2).add_scalar(1e-6).sqrt();

@@ -7,6 +7,8 @@
 //! pixels for the MLP and the ConvNet, flattened patches for the ViT and AIM), to class logits;
 //! AIM maps them to next-patch predictions.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu, softmax};
@@ -16,6 +18,49 @@ use burn::tensor::Tensor;
 use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 use crate::convnet::ConvNet;
+
+/// `layer` applied to every token of `x` `[batch, tokens, width]`, as a product batched over
+/// chunks of whole examples of at most [`set_linear_chunk_rows`] rows.
+///
+/// Burn differentiates a batched `linear` by a batched product for the weight gradient,
+/// `[chunks, d_in, d_out]`, then summed over the chunks. With one chunk per example (Burn's
+/// layout for a 3-D input) that intermediate is large; with a single chunk the product's inner
+/// dimension is `batch·tokens` long, which Burn's untuned CUDA matmul runs on few thread blocks.
+/// Measured on an H100 (docs/PERFORMANCE.md): chunks of 256 rows take the medium ViT's step
+/// from 61.2 to 50.3 ms; on the CPU (ndarray) they are slower, so the CPU keeps one example.
+pub(crate) fn token_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    chunked_linear(layer, x, LINEAR_CHUNK_ROWS.load(Ordering::Relaxed))
+}
+
+/// [`token_linear`] with chunks of at most `max_rows` rows.
+fn chunked_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, max_rows: usize) -> Tensor<B, 3> {
+    let [b, t, d] = x.dims();
+    let k = examples_per_chunk(b, t, max_rows);
+    if k == 1 {
+        return layer.forward(x);
+    }
+    let y = layer.forward(x.reshape([b / k, k * t, d]));
+    let width = y.dims()[2];
+    y.reshape([b, t, width])
+}
+
+/// Rows per chunk of [`token_linear`] in this process (0: one example per chunk).
+static LINEAR_CHUNK_ROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the most rows per chunk of the token-wise Linear layers for this process; the trainer
+/// sets it for its backend before building a model.
+pub fn set_linear_chunk_rows(rows: usize) {
+    LINEAR_CHUNK_ROWS.store(rows, Ordering::Relaxed);
+}
+
+/// Examples per chunk: the largest divisor `k` of `batch` with `k · tokens ≤ max_rows`, at
+/// least 1.
+fn examples_per_chunk(batch: usize, tokens: usize, max_rows: usize) -> usize {
+    (1..=batch)
+        .rev()
+        .find(|k| batch % k == 0 && k * tokens <= max_rows)
+        .unwrap_or(1)
+}
 
 /// A model of any family. (One is built per trial, so the size of the enum does not matter.)
 #[derive(Module, Debug)]
@@ -142,7 +187,7 @@ impl<B: Backend> Attention<B> {
     pub(crate) fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let (h, dh) = (self.heads, d / self.heads);
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
+        let mut qkv = token_linear(&self.qkv, x).chunk(3, 2).into_iter();
         let mut split_heads = || {
             qkv.next()
                 .expect("qkv has three chunks")
@@ -164,7 +209,7 @@ impl<B: Backend> Attention<B> {
         }
         let attn = softmax(scores, 3);
         let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        self.out.forward(y)
+        token_linear(&self.out, y)
     }
 }
 
@@ -195,7 +240,7 @@ impl<B: Backend> Block<B> {
     }
 
     fn mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        token_linear(&self.fc2, gelu(token_linear(&self.fc1, x)))
     }
 
     /// The block over `x` `[batch, tokens, width]`, with an optional additive attention mask.
@@ -253,7 +298,7 @@ impl<B: Backend> Vit<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
         let x = x.reshape([b, self.patches, self.patch_dim]);
-        let mut x = self.patch_embedding.forward(x);
+        let mut x = token_linear(&self.patch_embedding, x);
         if let Some(cls) = &self.class_token {
             let d = cls.dims()[2];
             x = Tensor::cat(vec![cls.val().expand([b, 1, d]), x], 1);
@@ -276,6 +321,69 @@ impl<B: Backend> Vit<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_hold_whole_examples_up_to_the_row_limit() {
+        assert_eq!(examples_per_chunk(256, 64, 256), 4);
+        assert_eq!(examples_per_chunk(128, 49, 256), 4); // 5 does not divide 128
+        assert_eq!(examples_per_chunk(37, 49, 256), 1);
+        assert_eq!(examples_per_chunk(256, 64, 0), 1);
+        assert_eq!(examples_per_chunk(8, 16, 1 << 20), 8);
+    }
+
+    #[test]
+    fn chunked_linear_equals_the_plain_layer_with_its_gradients() {
+        use burn::backend::{Autodiff, NdArray};
+        type B = Autodiff<NdArray<f32>>;
+        let device = Default::default();
+        <B as Backend>::seed(&device, 7);
+        let layer = LinearConfig::new(6, 5).init::<B>(&device);
+        let x = || {
+            Tensor::<B, 3>::random(
+                [8, 3, 6],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+        };
+        let input = x().require_grad();
+        // Reference: Burn's layer on the 3-D input, one example per batch entry.
+        let plain = layer.forward(input.clone());
+        let grads = plain.clone().powi_scalar(2).sum().backward();
+        let (w_plain, b_plain) = (
+            layer.weight.grad(&grads).unwrap(),
+            layer.bias.as_ref().unwrap().grad(&grads).unwrap(),
+        );
+        let x_plain = input.grad(&grads).unwrap();
+        for rows in [6, 12, 24] {
+            let input = input.clone().detach().require_grad();
+            let chunked = chunked_linear(&layer, input.clone(), rows);
+            chunked
+                .clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&plain.clone().into_data(), Default::default());
+            let grads = chunked.powi_scalar(2).sum().backward();
+            let close = |a: Tensor<NdArray<f32>, 2>, b: Tensor<NdArray<f32>, 2>| {
+                a.into_data()
+                    .assert_approx_eq::<f32>(&b.into_data(), Default::default())
+            };
+            close(layer.weight.grad(&grads).unwrap(), w_plain.clone());
+            close(
+                layer
+                    .bias
+                    .as_ref()
+                    .unwrap()
+                    .grad(&grads)
+                    .unwrap()
+                    .unsqueeze(),
+                b_plain.clone().unsqueeze(),
+            );
+            input
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .assert_approx_eq::<f32>(&x_plain.clone().into_data(), Default::default());
+        }
+    }
     use crate::config::{AimConfig, ConvNetConfig, VitConfig};
     use crate::cost::model_cost;
     use burn::backend::NdArray;

@@ -199,6 +199,7 @@ pub fn train(
     device: &ComputeDevice,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, TrainError> {
+    crate::model::set_linear_chunk_rows(linear_chunk_rows(device));
     match (device, config.precision) {
         (ComputeDevice::Cpu, Precision::F32) => Ok(train_on::<Autodiff<NdArray<f32>>>(
             config,
@@ -240,6 +241,19 @@ pub fn train(
         (ComputeDevice::Cuda(_), _) => Err(TrainError::Unsupported(
             "this slaw was built without CUDA; rebuild with `--features cuda`".into(),
         )),
+    }
+}
+
+/// Most rows per chunk of the ViT's and AIM's token-wise Linear layers on `device`
+/// (`crate::model::token_linear`): 256 on CUDA (`SLAW_LINEAR_ROWS` overrides it, for
+/// benchmarks), one example per chunk on the CPU, where larger chunks measured slower.
+fn linear_chunk_rows(device: &ComputeDevice) -> usize {
+    match device {
+        ComputeDevice::Cpu => 0,
+        ComputeDevice::Cuda(_) => std::env::var("SLAW_LINEAR_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
     }
 }
 
