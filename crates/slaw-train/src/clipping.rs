@@ -90,17 +90,15 @@ pub fn clip_global_norm<B: AutodiffBackend>(
     };
     model.visit(&mut squares);
     let parts = squares.parts;
-    if parts.is_empty() {
-        return;
-    }
     let total = match how {
-        NormReduction::PerTensor => {
-            let Some(sum) = parts.into_iter().reduce(|a, b| a + b) else {
-                return;
-            };
-            sum
+        NormReduction::PerTensor => parts.into_iter().reduce(|a, b| a + b),
+        NormReduction::Concatenated => {
+            (!parts.is_empty()).then(|| Tensor::cat(parts, 0).square().sum())
         }
-        NormReduction::Concatenated => Tensor::cat(parts, 0).square().sum(),
+    };
+    // No parameter has a gradient: nothing to clip.
+    let Some(total) = total else {
+        return;
     };
     let factor = total
         .sqrt()

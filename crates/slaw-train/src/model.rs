@@ -321,6 +321,18 @@ impl<B: Backend> Vit<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AimConfig, ConvNetConfig, VitConfig};
+    use crate::cost::model_cost;
+    use burn::backend::NdArray;
+
+    type B = NdArray<f32>;
+
+    const FASHION: InputShape = InputShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+        classes: 10,
+    };
 
     #[test]
     fn chunks_hold_whole_examples_up_to_the_row_limit() {
@@ -338,14 +350,12 @@ mod tests {
         let device = Default::default();
         <B as Backend>::seed(&device, 7);
         let layer = LinearConfig::new(6, 5).init::<B>(&device);
-        let x = || {
-            Tensor::<B, 3>::random(
-                [8, 3, 6],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            )
-        };
-        let input = x().require_grad();
+        let input = Tensor::<B, 3>::random(
+            [8, 3, 6],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
         // Reference: Burn's layer on the 3-D input, one example per batch entry.
         let plain = layer.forward(input.clone());
         let grads = plain.clone().powi_scalar(2).sum().backward();
@@ -384,19 +394,6 @@ mod tests {
                 .assert_approx_eq::<f32>(&x_plain.clone().into_data(), Default::default());
         }
     }
-    use crate::config::{AimConfig, ConvNetConfig, VitConfig};
-    use crate::cost::model_cost;
-    use burn::backend::NdArray;
-
-    type B = NdArray<f32>;
-
-    const FASHION: InputShape = InputShape {
-        channels: 1,
-        height: 28,
-        width: 28,
-        classes: 10,
-    };
-
     fn configs() -> Vec<ModelConfig> {
         let mut out = vec![
             ModelConfig::Mlp(MlpConfig {
