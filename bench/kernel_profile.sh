@@ -18,11 +18,17 @@ declare -A ARGS=(
     [vit-256]="--width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128"
     [vit-64]="--width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128"
 )
+# SKIP_STEPS=N: ncu lets the first N steps' kernels (an estimate per config, below) run unprofiled
+# (--launch-skip), so that a large config's run profiles a few steps only; both runs skip the
+# same number, so the difference still holds exactly STEPS_B − STEPS_A steps.
+declare -A KERNELS_PER_STEP=([small]=620 [medium]=900 [vit-256]=1180 [vit-64]=340)
 mkdir -p "$OUT/ncu"
 profile() { # FRAMEWORK CONFIG STEPS COMMAND...: one program under ncu, its log kept beside the CSV
     local fw=$1 cfg=$2 steps=$3; shift 3
+    local skip=()
+    [ "$fw" = slaw ] && [ -n "${SKIP_STEPS:-}" ] && skip=(--launch-skip $((SKIP_STEPS * ${KERNELS_PER_STEP[$cfg]})))
     timeout -k 15 "${NCU_TIMEOUT:-240}" "$NCU" --clock-control none --metrics gpu__time_duration.sum \
-        --csv --print-units base --log-file "$OUT/ncu/$fw-$cfg-$steps.csv" "$@" \
+        "${skip[@]}" --csv --print-units base --log-file "$OUT/ncu/$fw-$cfg-$steps.csv" "$@" \
         > "$OUT/ncu/$fw-$cfg-$steps.log" 2>&1 \
         || { echo "ncu $fw $cfg $steps failed"; tail -5 "$OUT/ncu/$fw-$cfg-$steps.log"; }
 }

@@ -53,36 +53,58 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
     }
 }
 
-/// Multiplies every parameter's gradient by a device scalar, kept once per rank (`[1; D]`) so
-/// that each gradient costs a single multiplication.
+/// The factor `min(1, max_norm / ‖g‖)` of global-norm clipping, on the device, kept once per
+/// rank (`[1; D]`, D = 1..=4) so that applying it to a gradient is a single multiplication,
+/// which burn-fusion can fuse into whatever consumes the gradient next (the optimiser's update,
+/// [`crate::adamw::FusedAdamW`]).
+pub struct ClipScale<B: Backend> {
+    by_rank: Vec<TensorPrimitive<B>>,
+}
+
+impl<B: Backend> ClipScale<B> {
+    fn new(factor: Tensor<B, 1>) -> Self {
+        let by_rank = vec![
+            factor.clone().into_primitive(),
+            factor.clone().reshape([1, 1]).into_primitive(),
+            factor.clone().reshape([1, 1, 1]).into_primitive(),
+            factor.reshape([1, 1, 1, 1]).into_primitive(),
+        ];
+        Self { by_rank }
+    }
+
+    /// The factor shaped `[1; D]`, to broadcast against a rank-`D` gradient.
+    pub fn factor<const D: usize>(&self) -> Tensor<B, D> {
+        match D.checked_sub(1).and_then(|i| self.by_rank.get(i)) {
+            Some(p) => Tensor::from_primitive(p.clone()),
+            None => Tensor::<B, 1>::from_primitive(self.by_rank[0].clone()).reshape([1; D]),
+        }
+    }
+}
+
+/// Multiplies every parameter's gradient by the clipping factor.
 struct GradScale<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    /// The factor shaped `[1; D]`, for D = 1..=4.
-    by_rank: Vec<TensorPrimitive<B::InnerBackend>>,
+    scale: &'a ClipScale<B::InnerBackend>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let f = match D.checked_sub(1).and_then(|i| self.by_rank.get(i)) {
-                Some(p) => Tensor::<B::InnerBackend, D>::from_primitive(p.clone()),
-                None => Tensor::<B::InnerBackend, 1>::from_primitive(self.by_rank[0].clone())
-                    .reshape([1; D]),
-            };
-            self.grads.register::<B::InnerBackend, D>(param.id, g * f);
+            let scaled = g * self.scale.factor::<D>();
+            self.grads.register::<B::InnerBackend, D>(param.id, scaled);
         }
     }
 }
 
-/// Scales the gradients so that their global L2 norm is at most `max_norm`, without reading
-/// anything back from the device. Burn has no multi-tensor kernels; `how` picks the reduction
-/// that suits the backend.
-pub fn clip_global_norm<B: AutodiffBackend>(
+/// The factor that scales the gradients to a global L2 norm of at most `max_norm`, computed
+/// without reading anything back from the device; `None` when no parameter has a gradient.
+/// Burn has no multi-tensor kernels; `how` picks the reduction that suits the backend.
+pub fn global_norm_scale<B: AutodiffBackend>(
     model: &Model<B>,
-    grads: &mut GradientsParams,
+    grads: &GradientsParams,
     max_norm: f64,
     how: NormReduction,
-) {
+) -> Option<ClipScale<B::InnerBackend>> {
     let mut squares = GradSquares::<B> {
         grads,
         how,
@@ -95,23 +117,36 @@ pub fn clip_global_norm<B: AutodiffBackend>(
         NormReduction::Concatenated => {
             (!parts.is_empty()).then(|| Tensor::cat(parts, 0).square().sum())
         }
-    };
-    // No parameter has a gradient: nothing to clip.
-    let Some(total) = total else {
-        return;
-    };
+    }?;
     let factor = total
         .sqrt()
         .clamp_min(max_norm)
         .recip()
         .mul_scalar(max_norm);
-    let by_rank = vec![
-        factor.clone().into_primitive(),
-        factor.clone().reshape([1, 1]).into_primitive(),
-        factor.clone().reshape([1, 1, 1]).into_primitive(),
-        factor.reshape([1, 1, 1, 1]).into_primitive(),
-    ];
-    model.visit(&mut GradScale::<B> { grads, by_rank });
+    Some(ClipScale::new(factor))
+}
+
+/// Scales the gradients so that their global L2 norm is at most `max_norm` (for optimisers
+/// that do not take a [`ClipScale`] themselves).
+pub fn clip_global_norm<B: AutodiffBackend>(
+    model: &Model<B>,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+    how: NormReduction,
+) {
+    // No parameter has a gradient: nothing to clip.
+    if let Some(scale) = global_norm_scale(model, grads, max_norm, how) {
+        scale_gradients(model, grads, &scale);
+    }
+}
+
+/// Multiplies every gradient of `model`'s parameters by the clipping factor.
+pub fn scale_gradients<B: AutodiffBackend>(
+    model: &Model<B>,
+    grads: &mut GradientsParams,
+    scale: &ClipScale<B::InnerBackend>,
+) {
+    model.visit(&mut GradScale::<B> { grads, scale });
 }
 
 /// The unit-wise L2 norms of a parameter or gradient, shaped to broadcast against it: over

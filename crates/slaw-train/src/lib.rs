@@ -5,6 +5,7 @@
 //! [`trainer::train`], is not generic, so the crates that call it never monomorphise Burn's
 //! generics and rebuild quickly (see DESIGN.md, "Compile times").
 //!
+//! - [`adamw`]: AdamW with clipping folded into one fused update per parameter.
 //! - [`aim`]: the autoregressive image model (prefix attention, next-patch prediction).
 //! - [`clipping`]: global-norm and adaptive (NFNet) gradient clipping.
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
@@ -16,6 +17,7 @@
 //! - [`schedule`]: warm-up and decay of the learning rate.
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
+pub mod adamw;
 pub mod aim;
 pub mod clipping;
 pub mod config;

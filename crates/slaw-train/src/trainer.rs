@@ -15,7 +15,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer as _, Sgd, SgdConfig};
+use burn::optim::{GradientsParams, Optimizer as _, Sgd, SgdConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -23,8 +23,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::adamw::{AdamWConfig, FusedAdamW};
 use crate::aim::{loss_weights, prefix_mask, Aim};
-use crate::clipping::{adaptive_clip, clip_global_norm, NormReduction};
+use crate::clipping::{
+    adaptive_clip, global_norm_scale, scale_gradients, ClipScale, NormReduction,
+};
 use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
 use crate::data::{to_patches, Dataset, Examples};
 use crate::model::Model;
@@ -259,7 +262,7 @@ fn linear_chunk_rows(device: &ComputeDevice) -> usize {
 
 /// The two optimisers behind one `step`.
 enum Optim<B: AutodiffBackend> {
-    AdamW(OptimizerAdaptor<AdamW, Model<B>, B>),
+    AdamW(FusedAdamW<B>),
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, Model<B>, B>),
 }
 
@@ -267,14 +270,12 @@ impl<B: AutodiffBackend> Optim<B> {
     fn new(config: &TrialConfig) -> Self {
         let o = &config.optim;
         match o.optimizer {
-            Optimizer::AdamW { beta1, beta2, eps } => Optim::AdamW(
-                AdamWConfig::new()
-                    .with_beta_1(beta1 as f32)
-                    .with_beta_2(beta2 as f32)
-                    .with_epsilon(eps as f32)
-                    .with_weight_decay(o.weight_decay as f32)
-                    .init(),
-            ),
+            Optimizer::AdamW { beta1, beta2, eps } => Optim::AdamW(FusedAdamW::new(AdamWConfig {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: o.weight_decay,
+            })),
             Optimizer::Sgd { momentum, nesterov } => Optim::Sgd(
                 SgdConfig::new()
                     .with_momentum(Some(MomentumConfig {
@@ -290,10 +291,22 @@ impl<B: AutodiffBackend> Optim<B> {
         }
     }
 
-    fn step(&mut self, lr: f64, model: Model<B>, grads: GradientsParams) -> Model<B> {
+    /// One update; `clip` scales the gradients first (inside AdamW's fused update).
+    fn step(
+        &mut self,
+        lr: f64,
+        model: Model<B>,
+        mut grads: GradientsParams,
+        clip: Option<&ClipScale<B::InnerBackend>>,
+    ) -> Model<B> {
         match self {
-            Optim::AdamW(o) => o.step(lr, model, grads),
-            Optim::Sgd(o) => o.step(lr, model, grads),
+            Optim::AdamW(o) => o.step(lr, model, grads, clip),
+            Optim::Sgd(o) => {
+                if let Some(scale) = clip {
+                    scale_gradients(&model, &mut grads, scale);
+                }
+                o.step(lr, model, grads)
+            }
         }
     }
 }
@@ -574,11 +587,12 @@ fn train_on<B: AutodiffBackend>(
         if let Some(clip) = config.optim.agc {
             adaptive_clip(&model, &mut grads, clip);
         }
-        if let Some(max_norm) = config.optim.grad_clip {
-            clip_global_norm(&model, &mut grads, max_norm, norm_reduction);
-        }
+        let clip = config
+            .optim
+            .grad_clip
+            .and_then(|max_norm| global_norm_scale(&model, &grads, max_norm, norm_reduction));
         lr = learning_rate(&config.optim, step, total_steps);
-        model = optim.step(lr, model, grads);
+        model = optim.step(lr, model, grads, clip.as_ref());
 
         let done = step + 1;
         let is_eval = eval_steps.get(next_eval) == Some(&done);

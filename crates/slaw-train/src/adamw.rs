@@ -1,0 +1,273 @@
+//! AdamW whose update of one parameter is a single chain of element-wise operations, with the
+//! global-norm clipping factor folded in.
+//!
+//! The arithmetic is Burn's `AdamW` (bias-corrected moments, decoupled weight decay), in the
+//! same order, so that both give the same numbers. What differs is the order of the work:
+//! Burn's optimiser receives gradients that clipping has already scaled, one multiplication
+//! per parameter that runs as a kernel of its own (63 one-element launches per step on the
+//! small ViT, `docs/PERFORMANCE.md`). Here the factor is one more input of the parameter's
+//! update, and burn-fusion compiles clipping, both moments, bias correction and the parameter
+//! update into one kernel per parameter.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::clipping::ClipScale;
+use crate::model::Model;
+
+/// AdamW's hyper-parameters (PyTorch's names and meaning).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay: each step multiplies the parameters by `1 − lr · weight_decay`.
+    pub weight_decay: f64,
+}
+
+/// Both moment estimates of one parameter, rank-erased.
+struct Moments<B: Backend> {
+    first: TensorPrimitive<B>,
+    second: TensorPrimitive<B>,
+}
+
+/// AdamW with its state: the step count and the moments of every parameter updated so far.
+pub struct FusedAdamW<B: AutodiffBackend> {
+    config: AdamWConfig,
+    steps: i32,
+    moments: HashMap<ParamId, Moments<B::InnerBackend>>,
+}
+
+impl<B: AutodiffBackend> FusedAdamW<B> {
+    pub fn new(config: AdamWConfig) -> Self {
+        Self {
+            config,
+            steps: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// One update of every parameter that has a gradient, at learning rate `lr`, each gradient
+    /// first multiplied by `clip` when given.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        model: Model<B>,
+        mut grads: GradientsParams,
+        clip: Option<&ClipScale<B::InnerBackend>>,
+    ) -> Model<B> {
+        self.steps += 1;
+        let c = self.config;
+        // The scalars of this step, computed as Burn's AdamW computes them (in f32, but for
+        // the learning rate and the decay).
+        let (beta1, beta2) = (c.beta1 as f32, c.beta2 as f32);
+        let update = Update {
+            lr,
+            beta1: f64::from(beta1),
+            beta2: f64::from(beta2),
+            keep1: f64::from(1.0 - beta1),
+            keep2: f64::from(1.0 - beta2),
+            eps: f64::from(c.eps as f32),
+            decay: 1.0 - lr * f64::from(c.weight_decay as f32),
+            correction1: f64::from(1.0 - beta1.powi(self.steps)),
+            correction2: f64::from(1.0 - beta2.powi(self.steps)),
+        };
+        let mut mapper = Mapper::<B> {
+            update,
+            grads: &mut grads,
+            clip,
+            moments: &mut self.moments,
+        };
+        model.map(&mut mapper)
+    }
+}
+
+/// The scalars of one step.
+#[derive(Debug, Clone, Copy)]
+struct Update {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    /// `1 − β1` and `1 − β2`.
+    keep1: f64,
+    keep2: f64,
+    eps: f64,
+    /// `1 − lr · weight_decay`.
+    decay: f64,
+    /// `1 − β1^t` and `1 − β2^t`.
+    correction1: f64,
+    correction2: f64,
+}
+
+impl Update {
+    /// The new parameter and moments from the old ones and the (unclipped) gradient.
+    fn apply<Bk: Backend, const D: usize>(
+        &self,
+        param: Tensor<Bk, D>,
+        grad: Tensor<Bk, D>,
+        moments: Option<(Tensor<Bk, D>, Tensor<Bk, D>)>,
+    ) -> (Tensor<Bk, D>, Tensor<Bk, D>, Tensor<Bk, D>) {
+        let (first, second) = match moments {
+            Some((m, v)) => (
+                m.mul_scalar(self.beta1)
+                    .add(grad.clone().mul_scalar(self.keep1)),
+                v.mul_scalar(self.beta2)
+                    .add(grad.square().mul_scalar(self.keep2)),
+            ),
+            // The first step starts from zero moments: `0 · β + x` is `x`.
+            None => (
+                grad.clone().mul_scalar(self.keep1),
+                grad.square().mul_scalar(self.keep2),
+            ),
+        };
+        let delta = first.clone().div_scalar(self.correction1).div(
+            second
+                .clone()
+                .div_scalar(self.correction2)
+                .sqrt()
+                .add_scalar(self.eps),
+        );
+        let decayed = if self.decay == 1.0 {
+            param
+        } else {
+            param.mul_scalar(self.decay)
+        };
+        (decayed - delta.mul_scalar(self.lr), first, second)
+    }
+}
+
+struct Mapper<'a, B: AutodiffBackend> {
+    update: Update,
+    grads: &'a mut GradientsParams,
+    clip: Option<&'a ClipScale<B::InnerBackend>>,
+    moments: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let grad = match self.clip {
+            Some(clip) => grad * clip.factor::<D>(),
+            None => grad,
+        };
+        let moments = self.moments.remove(&id).map(|m| {
+            (
+                Tensor::from_primitive(m.first),
+                Tensor::from_primitive(m.second),
+            )
+        });
+        let require_grad = tensor.is_require_grad();
+        let (updated, first, second) = self.update.apply(tensor.inner(), grad, moments);
+        self.moments.insert(
+            id,
+            Moments {
+                first: first.into_primitive(),
+                second: second.into_primitive(),
+            },
+        );
+        let mut updated = Tensor::from_inner(updated);
+        if require_grad {
+            updated = updated.require_grad();
+        }
+        Param::from_mapped_value(id, updated, mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clipping::{clip_global_norm, global_norm_scale, NormReduction};
+    use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::ModuleVisitor;
+    use burn::optim::{AdamWConfig as BurnAdamW, Optimizer};
+
+    type B = Autodiff<NdArray<f32>>;
+
+    /// Every parameter's values, in visiting order.
+    fn parameters(model: &Model<B>) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl ModuleVisitor<B> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                self.0.push(param.val().into_data().to_vec().unwrap());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        model.visit(&mut c);
+        c.0
+    }
+
+    /// Five steps with clipping active (a large input makes large gradients) and weight decay:
+    /// the fused optimiser ends where clipping followed by Burn's AdamW ends.
+    #[test]
+    fn same_parameters_as_clipping_then_burns_adamw() {
+        let device = Default::default();
+        let shape = InputShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+            classes: 3,
+        };
+        let config = ModelConfig::Mlp(MlpConfig {
+            width: 8,
+            depth: 2,
+            activation: Activation::Relu,
+            bias: true,
+        });
+        let start = Model::<B>::init(&config, &shape, &device);
+        // Burn initialises parameters lazily, and each clone of an uninitialised parameter
+        // draws its own values: read them once so that both copies start equal.
+        let initial = parameters(&start);
+        let (mut reference, mut fused) = (start.clone(), start.clone());
+        let hyper = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let mut burn_adamw = BurnAdamW::new()
+            .with_beta_1(hyper.beta1 as f32)
+            .with_beta_2(hyper.beta2 as f32)
+            .with_epsilon(hyper.eps as f32)
+            .with_weight_decay(hyper.weight_decay as f32)
+            .init::<B, Model<B>>();
+        let mut ours = FusedAdamW::<B>::new(hyper);
+        let grads_of = |model: &Model<B>, step: usize| {
+            let x =
+                Tensor::<B, 2>::ones([4, shape.features()], &device).mul_scalar(3.0 + step as f64);
+            GradientsParams::from_grads(model.forward(x).powi_scalar(2).sum().backward(), model)
+        };
+        for step in 0..5 {
+            let lr = 0.01 * (step + 1) as f64;
+            let mut grads = grads_of(&reference, step);
+            clip_global_norm(&reference, &mut grads, 1.0, NormReduction::PerTensor);
+            reference = burn_adamw.step(lr, reference, grads);
+
+            let grads = grads_of(&fused, step);
+            let scale = global_norm_scale(&fused, &grads, 1.0, NormReduction::PerTensor);
+            assert!(scale.is_some());
+            fused = ours.step(lr, fused, grads, scale.as_ref());
+        }
+        let (want, got) = (parameters(&reference), parameters(&fused));
+        assert_eq!(want.len(), 6);
+        let moved: f32 = initial
+            .iter()
+            .flatten()
+            .zip(got.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(moved > 0.01, "the parameters barely moved ({moved})");
+        for (w, g) in want.iter().zip(&got) {
+            for (a, b) in w.iter().zip(g) {
+                assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+    }
+}
