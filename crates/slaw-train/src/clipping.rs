@@ -114,9 +114,7 @@ pub fn global_norm_scale<B: AutodiffBackend>(
     let parts = squares.parts;
     let total = match how {
         NormReduction::PerTensor => parts.into_iter().reduce(|a, b| a + b),
-        NormReduction::Concatenated => {
-            (!parts.is_empty()).then(|| Tensor::cat(parts, 0).square().sum())
-        }
+        NormReduction::Concatenated => crate::foreach::sum_of_squares(parts),
     }?;
     let factor = total
         .sqrt()

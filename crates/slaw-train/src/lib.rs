@@ -11,6 +11,7 @@
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
 //! - [`convnet`]: the normaliser-free ResNet (weight standardisation, α/β residuals).
 //! - [`cost`]: analytical parameter and FLOP counts per layer.
+//! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
 //! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
 //! - [`probe`]: the linear probe that scores AIM's frozen features.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod convnet;
 pub mod cost;
 pub mod data;
+pub mod foreach;
 pub mod model;
 pub mod probe;
 pub mod schedule;

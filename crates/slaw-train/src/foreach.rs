@@ -1,0 +1,268 @@
+//! Work over many tensors in few kernel launches (what PyTorch calls "foreach" kernels): the
+//! sum of the squares of every element of a list of tensors, which global-norm clipping needs
+//! for all gradients of a model at every step.
+//!
+//! Burn has no such operation: summing the squares tensor by tensor costs a reduction launch per
+//! gradient, and concatenating the gradients first costs a copy launch per gradient (126 per
+//! step for the sweep's largest ViT, `docs/PERFORMANCE.md`). On slaw's CUDA backend (f32) this
+//! module runs a CubeCL kernel that reads up to [`cuda::GROUP`] tensors per launch and writes one
+//! partial sum per thread block; one Burn reduction adds the partial sums. Every other backend
+//! (the CPU, bf16) takes the concatenation.
+//!
+//! The CUDA path is a custom operation of burn-fusion's stream, so it runs in order with the
+//! operations before and after it and reads nothing back to the host.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// The sum of the squares of every element of `tensors`, as a `[1]` tensor; `None` for an
+/// empty list.
+pub fn sum_of_squares<B: Backend>(tensors: Vec<Tensor<B, 1>>) -> Option<Tensor<B, 1>> {
+    if tensors.is_empty() {
+        return None;
+    }
+    #[cfg(feature = "cuda")]
+    let tensors = match cuda::sum_of_squares(tensors) {
+        Ok(total) => return Some(total),
+        Err(tensors) => tensors,
+    };
+    Some(Tensor::cat(tensors, 0).square().sum())
+}
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda {
+    use std::any::Any;
+
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
+    use burn_cubecl::fusion::FusionCubeRuntime;
+    use burn_cubecl::kernel::into_contiguous;
+    use burn_cubecl::ops::numeric::empty_device;
+    use burn_cubecl::tensor::CubeTensor;
+    use burn_cubecl::CubeBackend;
+    use burn_fusion::stream::{Operation, OperationStreams};
+    use burn_fusion::{Fusion, FusionTensor};
+    use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
+    use cubecl::cuda::CudaRuntime;
+    use cubecl::prelude::{CubeCount, CubeDim, SequenceArg};
+
+    /// slaw's f32 CUDA backend below burn-fusion, and with it.
+    type Inner = CubeBackend<CudaRuntime, f32, i32, u8>;
+    type Cuda = Fusion<Inner>;
+    type Runtime = FusionCubeRuntime<CudaRuntime>;
+
+    /// Tensors read by one launch (the kernel is compiled once per group size).
+    pub(crate) const GROUP: usize = 32;
+    /// Thread blocks per launch and threads per block: one partial sum per block.
+    const BLOCKS: usize = 132;
+    const THREADS: u32 = 256;
+
+    /// `Ok` with the sum when `B` is the f32 CUDA backend, `Err` with the tensors otherwise.
+    pub(super) fn sum_of_squares<B: Backend>(
+        tensors: Vec<Tensor<B, 1>>,
+    ) -> Result<Tensor<B, 1>, Vec<Tensor<B, 1>>> {
+        let boxed: Box<dyn Any> = Box::new(tensors);
+        let tensors = match boxed.downcast::<Vec<Tensor<Cuda, 1>>>() {
+            Ok(tensors) => *tensors,
+            Err(other) => match other.downcast::<Vec<Tensor<B, 1>>>() {
+                Ok(tensors) => return Err(*tensors),
+                Err(_) => unreachable!("the box holds the caller's tensors"),
+            },
+        };
+        let total: Box<dyn Any> = Box::new(partial_sums(tensors).sum());
+        match total.downcast::<Tensor<B, 1>>() {
+            Ok(total) => Ok(*total),
+            Err(_) => unreachable!("B is the CUDA backend"),
+        }
+    }
+
+    /// One partial sum of squares per thread block of every launch.
+    fn partial_sums(tensors: Vec<Tensor<Cuda, 1>>) -> Tensor<Cuda, 1> {
+        let inputs: Vec<FusionTensor<Runtime>> = tensors
+            .into_iter()
+            .map(|t| t.into_primitive().tensor())
+            .collect();
+        let client = inputs[0].client.clone();
+        let launches = inputs.len().div_ceil(GROUP);
+        let out = TensorIr::uninit(
+            client.create_empty_handle(),
+            Shape::new([launches * BLOCKS]),
+            DType::F32,
+        );
+        let streams = OperationStreams::with_inputs(&inputs);
+        let irs: Vec<TensorIr> = inputs.into_iter().map(|t| t.into_ir()).collect();
+        let desc = CustomOpIr::new("slaw_sum_of_squares", &irs, &[out]);
+        let out = client
+            .register(
+                streams,
+                OperationIr::Custom(desc.clone()),
+                SumOfSquares { desc },
+            )
+            .output();
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+
+    /// The custom operation in burn-fusion's stream.
+    #[derive(Debug, Clone)]
+    struct SumOfSquares {
+        desc: CustomOpIr,
+    }
+
+    impl Operation<Runtime> for SumOfSquares {
+        fn execute(
+            &self,
+            handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
+        ) {
+            let inputs: Vec<CubeTensor<CudaRuntime>> = self
+                .desc
+                .inputs
+                .iter()
+                .map(|t| {
+                    let t = handles.get_float_tensor::<Inner>(t);
+                    // The kernel reads buffers linearly: any order of the elements is fine,
+                    // gaps or overlaps are not.
+                    if t.is_contiguous_buffer() {
+                        t
+                    } else {
+                        into_contiguous(t)
+                    }
+                })
+                .collect();
+            let out = &self.desc.outputs[0];
+            let client = inputs[0].client.clone();
+            let partials = empty_device::<CudaRuntime, f32>(
+                client.clone(),
+                inputs[0].device.clone(),
+                out.shape.clone(),
+            );
+            for (launch, group) in inputs.chunks(GROUP).enumerate() {
+                let tensors: SequenceArg<CudaRuntime, cubecl::prelude::Tensor<f32>> =
+                    group.iter().map(|t| t.clone().into_tensor_arg()).collect();
+                kernel::sum_of_squares_kernel::launch::<CudaRuntime>(
+                    &client,
+                    CubeCount::Static(BLOCKS as u32, 1, 1),
+                    CubeDim::new_1d(THREADS),
+                    tensors,
+                    partials.clone().into_tensor_arg(),
+                    launch * BLOCKS,
+                    THREADS as usize,
+                );
+            }
+            handles.register_float_tensor::<Inner>(&out.id, partials);
+        }
+    }
+
+    /// The CubeCL kernel (its own module: CubeCL's `Tensor` is not Burn's).
+    mod kernel {
+        use cubecl::prelude::*;
+
+        /// Each thread adds the squares of a grid-strided share of every tensor; each block writes
+        /// the sum of its threads to `partials[offset + block]`.
+        #[cube(launch)]
+        pub(super) fn sum_of_squares_kernel(
+            tensors: Sequence<Tensor<f32>>,
+            partials: &mut Tensor<f32>,
+            offset: usize,
+            #[comptime] threads: usize,
+        ) {
+            let stride = CUBE_COUNT * CUBE_DIM as usize;
+            let mut acc = 0.0f32;
+            let count = comptime![tensors.len()];
+            #[unroll]
+            for k in 0..count {
+                let t = tensors.index(k);
+                let mut i = ABSOLUTE_POS;
+                while i < t.len() {
+                    let v = t[i];
+                    acc += v * v;
+                    i += stride;
+                }
+            }
+            let mut shared = SharedMemory::<f32>::new(threads);
+            shared[UNIT_POS as usize] = acc;
+            sync_cube();
+            let mut active = CUBE_DIM / 2;
+            while active > 0 {
+                if UNIT_POS < active {
+                    let other = shared[(UNIT_POS + active) as usize];
+                    shared[UNIT_POS as usize] += other;
+                }
+                sync_cube();
+                active /= 2;
+            }
+            if UNIT_POS == 0 {
+                partials[offset + CUBE_POS] = shared[0];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn host_sum<B: Backend>(tensors: &[Tensor<B, 1>]) -> f64 {
+        tensors
+            .iter()
+            .flat_map(|t| t.to_data().convert::<f64>().to_vec::<f64>().unwrap())
+            .map(|v| v * v)
+            .sum()
+    }
+
+    /// Tensors of many sizes, more than one launch's group on CUDA.
+    fn tensors<B: Backend>(device: &B::Device) -> Vec<Tensor<B, 1>> {
+        (0..45)
+            .map(|i| {
+                let n = [1, 3, 17, 256, 1000, 4099, 65_536][i % 7] + i;
+                Tensor::random([n], Distribution::Normal(0.0, 1.0 + i as f64), device)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sum_of_squares_on_the_cpu() {
+        type B = NdArray<f32>;
+        let device = Default::default();
+        assert!(sum_of_squares::<B>(Vec::new()).is_none());
+        let t = Tensor::<B, 1>::from_data(TensorData::new(vec![3f32, 4.0], [2]), &device);
+        let total: Vec<f32> = sum_of_squares(vec![t.clone(), t])
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(total, vec![50.0]);
+        let ts = tensors::<B>(&device);
+        let want = host_sum(&ts);
+        let got: Vec<f32> = sum_of_squares(ts).unwrap().into_data().to_vec().unwrap();
+        assert!((f64::from(got[0]) - want).abs() <= 1e-5 * want);
+    }
+
+    /// The CUDA kernel against the host's sum in f64 (run on the GPU machine:
+    /// `cargo test --features cuda -- --ignored`, see bench/gpu_tests.sh).
+    #[cfg(feature = "cuda")]
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn sum_of_squares_on_cuda_matches_the_host() {
+        type B = burn::backend::Cuda<f32, i32>;
+        let device = burn::backend::cuda::CudaDevice::new(0);
+        let ts = tensors::<B>(&device);
+        let want = host_sum(&ts);
+        let got: Vec<f32> = sum_of_squares(ts).unwrap().into_data().to_vec().unwrap();
+        let got = f64::from(got[0]);
+        assert!(
+            (got - want).abs() <= 1e-5 * want,
+            "kernel {got}, host {want}"
+        );
+        // A transposed (non-contiguous) input is read correctly too.
+        let m = Tensor::<B, 2>::random([64, 48], Distribution::Normal(0.0, 1.0), &device);
+        let want = host_sum(&[m.clone().reshape([64 * 48])]);
+        let got: Vec<f32> = sum_of_squares(vec![m.transpose().reshape([64 * 48])])
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert!((f64::from(got[0]) - want).abs() <= 1e-5 * want);
+    }
+}
