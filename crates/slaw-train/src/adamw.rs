@@ -40,10 +40,6 @@ pub struct FusedAdamW<B: AutodiffBackend> {
     config: AdamWConfig,
     steps: i32,
     moments: HashMap<ParamId, Moments<B::InnerBackend>>,
-    /// On slaw's f32 CUDA backend, update every parameter through `foreach`'s multi-tensor
-    /// kernel (default; `SLAW_FOREACH_ADAMW=0` turns it off, for benchmarks).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    multi_tensor: bool,
 }
 
 impl<B: AutodiffBackend> FusedAdamW<B> {
@@ -52,14 +48,7 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             config,
             steps: 0,
             moments: HashMap::new(),
-            multi_tensor: std::env::var("SLAW_FOREACH_ADAMW").map_or(true, |v| v != "0"),
         }
-    }
-
-    /// Whether to use the multi-tensor kernel where there is one (see the field).
-    pub fn with_multi_tensor(mut self, on: bool) -> Self {
-        self.multi_tensor = on;
-        self
     }
 
     /// One update of every parameter that has a gradient, at learning rate `lr`, each gradient
@@ -87,10 +76,6 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             correction1: f64::from(1.0 - beta1.powi(self.steps)),
             correction2: f64::from(1.0 - beta2.powi(self.steps)),
         };
-        #[cfg(feature = "cuda")]
-        if self.multi_tensor && crate::foreach::cuda::is_cuda_f32::<B::InnerBackend>() {
-            return self.step_foreach(update, model, grads, clip);
-        }
         let mut mapper = Mapper::<B> {
             update,
             grads: &mut grads,
@@ -98,124 +83,6 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             moments: &mut self.moments,
         };
         model.map(&mut mapper)
-    }
-
-    /// The same step through `foreach`'s multi-tensor kernel (16 parameters per launch).
-    #[cfg(feature = "cuda")]
-    fn step_foreach(
-        &mut self,
-        update: Update,
-        model: Model<B>,
-        mut grads: GradientsParams,
-        clip: Option<&ClipScale<B::InnerBackend>>,
-    ) -> Model<B> {
-        use crate::foreach::cuda::{adamw_step, AdamWScalars};
-        let mut gather = Gather::<B> {
-            grads: &mut grads,
-            moments: &mut self.moments,
-            ids: Vec::new(),
-            params: Vec::new(),
-            grads_out: Vec::new(),
-            firsts: Vec::new(),
-            seconds: Vec::new(),
-            device: None,
-        };
-        model.visit(&mut gather);
-        let Gather {
-            ids,
-            params,
-            grads_out,
-            firsts,
-            seconds,
-            device,
-            ..
-        } = gather;
-        let Some(device) = device else {
-            return model;
-        };
-        let factor = clip.map_or_else(|| Tensor::ones([1], &device), |c| c.factor::<1>());
-        let scalars = AdamWScalars {
-            lr: update.lr as f32,
-            beta1: update.beta1 as f32,
-            beta2: update.beta2 as f32,
-            keep1: update.keep1 as f32,
-            keep2: update.keep2 as f32,
-            eps: update.eps as f32,
-            decay: update.decay as f32,
-            correction1: update.correction1 as f32,
-            correction2: update.correction2 as f32,
-        };
-        let [new_params, new_firsts, new_seconds] =
-            adamw_step(params, grads_out, firsts, seconds, factor, scalars);
-        let mut updated = HashMap::with_capacity(ids.len());
-        for (((id, p), first), second) in ids
-            .into_iter()
-            .zip(new_params)
-            .zip(new_firsts)
-            .zip(new_seconds)
-        {
-            self.moments.insert(id, Moments { first, second });
-            updated.insert(id, p);
-        }
-        model.map(&mut Replace::<B> { updated })
-    }
-}
-
-/// Collects every parameter that has a gradient, with its gradient and moments (zeros at the
-/// first step), rank-erased, in visiting order.
-#[cfg(feature = "cuda")]
-struct Gather<'a, B: AutodiffBackend> {
-    grads: &'a mut GradientsParams,
-    moments: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
-    ids: Vec<ParamId>,
-    params: Vec<TensorPrimitive<B::InnerBackend>>,
-    grads_out: Vec<TensorPrimitive<B::InnerBackend>>,
-    firsts: Vec<TensorPrimitive<B::InnerBackend>>,
-    seconds: Vec<TensorPrimitive<B::InnerBackend>>,
-    device: Option<burn::tensor::Device<B::InnerBackend>>,
-}
-
-#[cfg(feature = "cuda")]
-impl<B: AutodiffBackend> burn::module::ModuleVisitor<B> for Gather<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
-            return;
-        };
-        let value = param.val().inner();
-        let (first, second) = match self.moments.remove(&param.id) {
-            Some(m) => (m.first, m.second),
-            None => (
-                value.zeros_like().into_primitive(),
-                value.zeros_like().into_primitive(),
-            ),
-        };
-        self.device.get_or_insert_with(|| value.device());
-        self.ids.push(param.id);
-        self.params.push(value.into_primitive());
-        self.grads_out.push(grad.into_primitive());
-        self.firsts.push(first);
-        self.seconds.push(second);
-    }
-}
-
-/// Puts the updated values in place of the parameters.
-#[cfg(feature = "cuda")]
-struct Replace<B: AutodiffBackend> {
-    updated: HashMap<ParamId, TensorPrimitive<B::InnerBackend>>,
-}
-
-#[cfg(feature = "cuda")]
-impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let Some(value) = self.updated.remove(&id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let mut updated = Tensor::from_inner(Tensor::<B::InnerBackend, D>::from_primitive(value));
-        if tensor.is_require_grad() {
-            updated = updated.require_grad();
-        }
-        Param::from_mapped_value(id, updated, mapper)
     }
 }
 
@@ -400,77 +267,6 @@ mod tests {
         for (w, g) in want.iter().zip(&got) {
             for (a, b) in w.iter().zip(g) {
                 assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
-            }
-        }
-    }
-
-    /// The multi-tensor kernel against the per-parameter update, on the GPU (run by
-    /// bench/gpu_tests.sh; CI has no GPU).
-    #[cfg(feature = "cuda")]
-    #[test]
-    #[ignore = "needs a CUDA GPU"]
-    fn multi_tensor_kernel_equals_the_per_parameter_update_on_cuda() {
-        type C = Autodiff<burn::backend::Cuda<f32, i32>>;
-        let device = burn::backend::cuda::CudaDevice::new(0);
-        let shape = InputShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-            classes: 3,
-        };
-        let config = ModelConfig::Mlp(MlpConfig {
-            // 11 layers, 22 parameters: more than one launch's group of 16.
-            width: 32,
-            depth: 10,
-            activation: Activation::Relu,
-            bias: true,
-        });
-        let start = Model::<C>::init(&config, &shape, &device);
-        let values = |m: &Model<C>| {
-            struct Collect(Vec<Vec<f32>>);
-            impl ModuleVisitor<C> for Collect {
-                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<C, D>>) {
-                    self.0.push(param.val().into_data().to_vec().unwrap());
-                }
-            }
-            let mut c = Collect(Vec::new());
-            m.visit(&mut c);
-            c.0
-        };
-        let initial = values(&start);
-        let hyper = AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.05,
-        };
-        let mut per_parameter = FusedAdamW::<C>::new(hyper).with_multi_tensor(false);
-        let mut multi = FusedAdamW::<C>::new(hyper).with_multi_tensor(true);
-        let (mut a, mut b) = (start.clone(), start);
-        for step in 0..4 {
-            let x =
-                Tensor::<C, 2>::ones([16, shape.features()], &device).mul_scalar(2.0 + step as f64);
-            let ga = GradientsParams::from_grads(
-                a.forward(x.clone()).powi_scalar(2).sum().backward(),
-                &a,
-            );
-            let gb = GradientsParams::from_grads(b.forward(x).powi_scalar(2).sum().backward(), &b);
-            let sa = global_norm_scale(&a, &ga, 1.0, NormReduction::Concatenated);
-            let sb = global_norm_scale(&b, &gb, 1.0, NormReduction::Concatenated);
-            a = per_parameter.step(1e-2, a, ga, sa.as_ref());
-            b = multi.step(1e-2, b, gb, sb.as_ref());
-        }
-        let (want, got) = (values(&a), values(&b));
-        let moved = initial
-            .iter()
-            .flatten()
-            .zip(got.iter().flatten())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(moved > 0.01, "the parameters barely moved ({moved})");
-        for (w, g) in want.iter().zip(&got) {
-            for (x, y) in w.iter().zip(g) {
-                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
             }
         }
     }
