@@ -6,8 +6,9 @@
 //! Burn's optimiser receives gradients that clipping has already scaled, one multiplication
 //! per parameter that runs as a kernel of its own (63 one-element launches per step on the
 //! small ViT, `docs/PERFORMANCE.md`). Here the factor is one more input of the parameter's
-//! update, and burn-fusion compiles clipping, both moments, bias correction and the parameter
-//! update into one kernel per parameter.
+//! update, so that burn-fusion fuses the scaling into the kernels of the update instead of
+//! launching it alone (small ViT: 616 → 593 kernels per step; not every parameter's update ends
+//! up as a single kernel).
 
 use std::collections::HashMap;
 
@@ -183,8 +184,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clipping::tests::tiny_mlp;
     use crate::clipping::{clip_global_norm, global_norm_scale, NormReduction};
-    use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
     use burn::backend::{Autodiff, NdArray};
     use burn::module::ModuleVisitor;
     use burn::optim::{AdamWConfig as BurnAdamW, Optimizer};
@@ -209,18 +210,7 @@ mod tests {
     #[test]
     fn same_parameters_as_clipping_then_burns_adamw() {
         let device = Default::default();
-        let shape = InputShape {
-            channels: 1,
-            height: 4,
-            width: 4,
-            classes: 3,
-        };
-        let config = ModelConfig::Mlp(MlpConfig {
-            width: 8,
-            depth: 2,
-            activation: Activation::Relu,
-            bias: true,
-        });
+        let (shape, config) = tiny_mlp();
         let start = Model::<B>::init(&config, &shape, &device);
         // Burn initialises parameters lazily, and each clone of an uninitialised parameter
         // draws its own values: read them once so that both copies start equal.

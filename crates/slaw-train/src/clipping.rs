@@ -209,7 +209,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
     use burn::backend::{Autodiff, NdArray};
@@ -274,7 +274,9 @@ mod tests {
         assert_eq!(out, vec![-2., 0.01]);
     }
 
-    fn tiny_mlp() -> (InputShape, ModelConfig) {
+    /// A 2-layer MLP of width 8 on 4×4 single-channel inputs with 3 classes (6 parameters),
+    /// for tests of clipping and optimisers.
+    pub(crate) fn tiny_mlp() -> (InputShape, ModelConfig) {
         let shape = InputShape {
             channels: 1,
             height: 4,
