@@ -19,6 +19,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::clipping::ClipScale;
 use crate::model::Model;
+use crate::per_trial::PerTrial;
 
 /// AdamW's hyper-parameters (PyTorch's names and meaning).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,27 +59,49 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
         &mut self,
         lr: f64,
         model: Model<B>,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
         clip: Option<&ClipScale<B::InnerBackend>>,
     ) -> Model<B> {
+        self.step_module(Rate::Shared(lr), model, grads, clip)
+    }
+
+    /// [`FusedAdamW::step`] for any module, with one learning rate for every parameter or one
+    /// per trial of a stack ([`crate::stacked`]: parameters whose first axis is the trial).
+    pub fn step_module<M: Module<B>>(
+        &mut self,
+        lr: Rate<'_, B::InnerBackend>,
+        model: M,
+        mut grads: GradientsParams,
+        clip: Option<&ClipScale<B::InnerBackend>>,
+    ) -> M {
         self.steps += 1;
         let c = self.config;
         // The scalars of this step, computed as Burn's AdamW computes them (in f32, but for
         // the learning rate and the decay).
         let (beta1, beta2) = (c.beta1 as f32, c.beta2 as f32);
+        let wd = f64::from(c.weight_decay as f32);
+        let (shared_lr, per_trial) = match lr {
+            Rate::Shared(lr) => (lr, None),
+            Rate::PerTrial(rates) => {
+                let decay = (wd != 0.0)
+                    .then(|| PerTrial::new(rates.values().mul_scalar(-wd).add_scalar(1.0)));
+                (0.0, Some((rates, decay)))
+            }
+        };
         let update = Update {
-            lr,
+            lr: shared_lr,
             beta1: f64::from(beta1),
             beta2: f64::from(beta2),
             keep1: f64::from(1.0 - beta1),
             keep2: f64::from(1.0 - beta2),
             eps: f64::from(c.eps as f32),
-            decay: 1.0 - lr * f64::from(c.weight_decay as f32),
+            decay: 1.0 - shared_lr * wd,
             correction1: f64::from(1.0 - beta1.powi(self.steps)),
             correction2: f64::from(1.0 - beta2.powi(self.steps)),
         };
         let mut mapper = Mapper::<B> {
             update,
+            per_trial: per_trial.as_ref().map(|(r, d)| (*r, d.as_ref())),
             grads: &mut grads,
             clip,
             moments: &mut self.moments,
@@ -87,7 +110,15 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
     }
 }
 
-/// The scalars of one step.
+/// The learning rate of one step.
+pub enum Rate<'a, B: Backend> {
+    /// One rate for every parameter.
+    Shared(f64),
+    /// One rate per trial of a stack.
+    PerTrial(&'a PerTrial<B>),
+}
+
+/// The scalars of one step (`lr` and `decay` unused with per-trial rates).
 #[derive(Debug, Clone, Copy)]
 struct Update {
     lr: f64,
@@ -111,6 +142,7 @@ impl Update {
         param: Tensor<Bk, D>,
         grad: Tensor<Bk, D>,
         moments: Option<(Tensor<Bk, D>, Tensor<Bk, D>)>,
+        per_trial: Option<PerTrialRates<'_, Bk>>,
     ) -> (Tensor<Bk, D>, Tensor<Bk, D>, Tensor<Bk, D>) {
         let (first, second) = match moments {
             Some((m, v)) => (
@@ -132,17 +164,33 @@ impl Update {
                 .sqrt()
                 .add_scalar(self.eps),
         );
-        let decayed = if self.decay == 1.0 {
-            param
-        } else {
-            param.mul_scalar(self.decay)
+        let updated = match per_trial {
+            None => {
+                let decayed = if self.decay == 1.0 {
+                    param
+                } else {
+                    param.mul_scalar(self.decay)
+                };
+                decayed - delta.mul_scalar(self.lr)
+            }
+            Some((rates, decay)) => {
+                let decayed = match decay {
+                    Some(d) => param * d.shaped::<D>(),
+                    None => param,
+                };
+                decayed - delta * rates.shaped::<D>()
+            }
         };
-        (decayed - delta.mul_scalar(self.lr), first, second)
+        (updated, first, second)
     }
 }
 
+/// Per-trial learning rates and, with weight decay, the per-trial factors `1 − lr · decay`.
+type PerTrialRates<'a, B> = (&'a PerTrial<B>, Option<&'a PerTrial<B>>);
+
 struct Mapper<'a, B: AutodiffBackend> {
     update: Update,
+    per_trial: Option<PerTrialRates<'a, B::InnerBackend>>,
     grads: &'a mut GradientsParams,
     clip: Option<&'a ClipScale<B::InnerBackend>>,
     moments: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
@@ -155,7 +203,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let grad = match self.clip {
-            Some(clip) => grad * clip.factor::<D>(),
+            Some(clip) => grad * clip.shaped::<D>(),
             None => grad,
         };
         let moments = self.moments.remove(&id).map(|m| {
@@ -165,7 +213,9 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
             )
         });
         let require_grad = tensor.is_require_grad();
-        let (updated, first, second) = self.update.apply(tensor.inner(), grad, moments);
+        let (updated, first, second) =
+            self.update
+                .apply(tensor.inner(), grad, moments, self.per_trial);
         self.moments.insert(
             id,
             Moments {

@@ -13,9 +13,10 @@
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::Tensor;
 
 use crate::model::Model;
+use crate::per_trial::PerTrial;
 
 /// AGC's floor on the weight norm (NFNet's ε), so that zero-initialised parameters can move.
 pub const AGC_EPS: f64 = 1e-3;
@@ -54,33 +55,11 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
     }
 }
 
-/// The factor `min(1, max_norm / ‖g‖)` of global-norm clipping, on the device, kept once per
-/// rank (`[1; D]`, D = 1..=4) so that applying it to a gradient is a single multiplication,
-/// which burn-fusion can fuse into whatever consumes the gradient next (the optimiser's update,
-/// [`crate::adamw::FusedAdamW`]).
-pub struct ClipScale<B: Backend> {
-    by_rank: Vec<TensorPrimitive<B>>,
-}
-
-impl<B: Backend> ClipScale<B> {
-    fn new(factor: Tensor<B, 1>) -> Self {
-        let by_rank = vec![
-            factor.clone().into_primitive(),
-            factor.clone().reshape([1, 1]).into_primitive(),
-            factor.clone().reshape([1, 1, 1]).into_primitive(),
-            factor.reshape([1, 1, 1, 1]).into_primitive(),
-        ];
-        Self { by_rank }
-    }
-
-    /// The factor shaped `[1; D]`, to broadcast against a rank-`D` gradient.
-    pub fn factor<const D: usize>(&self) -> Tensor<B, D> {
-        match D.checked_sub(1).and_then(|i| self.by_rank.get(i)) {
-            Some(p) => Tensor::from_primitive(p.clone()),
-            None => Tensor::<B, 1>::from_primitive(self.by_rank[0].clone()).reshape([1; D]),
-        }
-    }
-}
+/// The factor `min(1, max_norm / ‖g‖)` of global-norm clipping, on the device, one per trial
+/// of a stack (one for a lone trial), shaped for every rank so that applying it to a gradient
+/// is a single multiplication, which burn-fusion can fuse into whatever consumes the gradient
+/// next (the optimiser's update, [`crate::adamw::FusedAdamW`]).
+pub type ClipScale<B> = PerTrial<B>;
 
 /// Multiplies every parameter's gradient by the clipping factor.
 struct GradScale<'a, B: AutodiffBackend> {
@@ -91,7 +70,7 @@ struct GradScale<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradScale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let scaled = g * self.scale.factor::<D>();
+            let scaled = g * self.scale.shaped::<D>();
             self.grads.register::<B::InnerBackend, D>(param.id, scaled);
         }
     }
@@ -118,6 +97,51 @@ pub fn global_norm_scale<B: AutodiffBackend>(
         NormReduction::Concatenated => crate::foreach::sum_of_squares(parts),
     }?;
     let factor = total
+        .sqrt()
+        .clamp_min(max_norm)
+        .recip()
+        .mul_scalar(max_norm);
+    Some(ClipScale::new(factor))
+}
+
+/// Sums the squares of every gradient per trial: `[trials, 1]` for each parameter of a stack.
+struct TrialSquares<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    trials: usize,
+    total: Option<Tensor<B::InnerBackend, 2>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for TrialSquares<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let per_trial = g.shape().num_elements() / self.trials;
+            let sum = g.reshape([self.trials, per_trial]).square().sum_dim(1);
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sum,
+                None => sum,
+            });
+        }
+    }
+}
+
+/// Global-norm clipping of each trial of a stack on its own ([`crate::stacked`]): the factor
+/// `min(1, max_norm / ‖g_i‖)` of trial `i`, where `g_i` is every gradient's slice `i` along its
+/// first (trial) axis. `None` when no parameter has a gradient.
+pub fn stacked_norm_scale<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
+    grads: &GradientsParams,
+    trials: usize,
+    max_norm: f64,
+) -> Option<ClipScale<B::InnerBackend>> {
+    let mut squares = TrialSquares::<B> {
+        grads,
+        trials,
+        total: None,
+    };
+    model.visit(&mut squares);
+    let factor = squares
+        .total?
+        .reshape([trials])
         .sqrt()
         .clamp_min(max_norm)
         .recip()

@@ -14,8 +14,11 @@
 //! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
 //! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
+//! - [`per_trial`]: one scalar per trial of a stack (learning rates, clipping factors).
 //! - [`probe`]: the linear probe that scores AIM's frozen features.
 //! - [`schedule`]: warm-up and decay of the learning rate.
+//! - [`stack`]: the training loop of several trials of one shape trained as one model.
+//! - [`stacked`]: the ViT with a leading trial axis on every parameter.
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
 pub mod adamw;
@@ -27,9 +30,13 @@ pub mod cost;
 pub mod data;
 pub mod foreach;
 pub mod model;
+pub mod per_trial;
 pub mod probe;
 pub mod schedule;
+pub mod stack;
+pub mod stacked;
 pub mod trainer;
 
 pub use config::TrialConfig;
+pub use stack::{stackable, train_stack};
 pub use trainer::{train, ComputeDevice, Outcome, Reporter};

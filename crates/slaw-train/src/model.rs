@@ -29,7 +29,7 @@ use crate::convnet::ConvNet;
 /// Measured on an H100 (docs/PERFORMANCE.md): chunks of 256 rows take the medium ViT's step
 /// from 61.2 to 50.3 ms; on the CPU (ndarray) they are slower, so the CPU keeps one example.
 pub(crate) fn token_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    chunked_linear(layer, x, LINEAR_CHUNK_ROWS.load(Ordering::Relaxed))
+    chunked_linear(layer, x, linear_chunk_rows())
 }
 
 /// [`token_linear`] with chunks of at most `max_rows` rows.
@@ -47,6 +47,11 @@ fn chunked_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, max_rows: usiz
 /// Rows per chunk of [`token_linear`] in this process (0: one example per chunk).
 static LINEAR_CHUNK_ROWS: AtomicUsize = AtomicUsize::new(0);
 
+/// The most rows per chunk of the token-wise Linear layers in this process.
+pub(crate) fn linear_chunk_rows() -> usize {
+    LINEAR_CHUNK_ROWS.load(Ordering::Relaxed)
+}
+
 /// Sets the most rows per chunk of the token-wise Linear layers for this process; the trainer
 /// sets it for its backend before building a model.
 pub fn set_linear_chunk_rows(rows: usize) {
@@ -55,11 +60,23 @@ pub fn set_linear_chunk_rows(rows: usize) {
 
 /// Examples per chunk: the largest divisor `k` of `batch` with `k · tokens ≤ max_rows`, at
 /// least 1.
-fn examples_per_chunk(batch: usize, tokens: usize, max_rows: usize) -> usize {
+pub(crate) fn examples_per_chunk(batch: usize, tokens: usize, max_rows: usize) -> usize {
     (1..=batch)
         .rev()
         .find(|k| batch % k == 0 && k * tokens <= max_rows)
         .unwrap_or(1)
+}
+
+/// Reads every parameter of `module` once, in module order: Burn initialises a parameter
+/// lazily, drawing its values from the backend's generator when it is first read.
+pub(crate) fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
 }
 
 /// A model of any family. (One is built per trial, so the size of the enum does not matter.)
@@ -154,11 +171,11 @@ impl<B: Backend> Mlp<B> {
 /// Multi-head self-attention with optional LayerNorm on queries and keys.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    qkv: Linear<B>,
-    out: Linear<B>,
-    q_norm: Option<LayerNorm<B>>,
-    k_norm: Option<LayerNorm<B>>,
-    heads: usize,
+    pub(crate) qkv: Linear<B>,
+    pub(crate) out: Linear<B>,
+    pub(crate) q_norm: Option<LayerNorm<B>>,
+    pub(crate) k_norm: Option<LayerNorm<B>>,
+    pub(crate) heads: usize,
 }
 
 impl<B: Backend> Attention<B> {
@@ -216,11 +233,11 @@ impl<B: Backend> Attention<B> {
 /// One pre-norm transformer block, sequential or parallel (ViT-22B).
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    norm1: LayerNorm<B>,
-    attn: Attention<B>,
-    norm2: Option<LayerNorm<B>>,
-    fc1: Linear<B>,
-    fc2: Linear<B>,
+    pub(crate) norm1: LayerNorm<B>,
+    pub(crate) attn: Attention<B>,
+    pub(crate) norm2: Option<LayerNorm<B>>,
+    pub(crate) fc1: Linear<B>,
+    pub(crate) fc2: Linear<B>,
 }
 
 impl<B: Backend> Block<B> {
@@ -262,14 +279,14 @@ impl<B: Backend> Block<B> {
 /// Vision Transformer over patches flattened by [`crate::data::to_patches`].
 #[derive(Module, Debug)]
 pub struct Vit<B: Backend> {
-    patch_embedding: Linear<B>,
-    class_token: Option<Param<Tensor<B, 3>>>,
-    position_embedding: Param<Tensor<B, 3>>,
-    blocks: Vec<Block<B>>,
-    final_norm: LayerNorm<B>,
-    head: Linear<B>,
-    patches: usize,
-    patch_dim: usize,
+    pub(crate) patch_embedding: Linear<B>,
+    pub(crate) class_token: Option<Param<Tensor<B, 3>>>,
+    pub(crate) position_embedding: Param<Tensor<B, 3>>,
+    pub(crate) blocks: Vec<Block<B>>,
+    pub(crate) final_norm: LayerNorm<B>,
+    pub(crate) head: Linear<B>,
+    pub(crate) patches: usize,
+    pub(crate) patch_dim: usize,
 }
 
 impl<B: Backend> Vit<B> {

@@ -250,7 +250,7 @@ pub fn train(
 /// Most rows per chunk of the ViT's and AIM's token-wise Linear layers on `device`
 /// (`crate::model::token_linear`): 256 on CUDA (`SLAW_LINEAR_ROWS` overrides it, for
 /// benchmarks), one example per chunk on the CPU, where larger chunks measured slower.
-fn linear_chunk_rows(device: &ComputeDevice) -> usize {
+pub(crate) fn linear_chunk_rows(device: &ComputeDevice) -> usize {
     match device {
         ComputeDevice::Cpu => 0,
         ComputeDevice::Cuda(_) => std::env::var("SLAW_LINEAR_ROWS")
@@ -317,7 +317,7 @@ fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Ten
 }
 
 /// The examples laid out as `model` consumes them.
-fn model_inputs(examples: &Examples, data: &Dataset, model: &ModelConfig) -> Vec<f32> {
+pub(crate) fn model_inputs(examples: &Examples, data: &Dataset, model: &ModelConfig) -> Vec<f32> {
     match model {
         ModelConfig::Mlp(_) | ModelConfig::Convnet(_) => examples.pixels.clone(),
         ModelConfig::Vit(v) => to_patches(&examples.pixels, &data.shape, v.patch),
@@ -325,7 +325,7 @@ fn model_inputs(examples: &Examples, data: &Dataset, model: &ModelConfig) -> Vec
     }
 }
 
-fn one_hot(labels: &[u32], classes: usize) -> Vec<f32> {
+pub(crate) fn one_hot(labels: &[u32], classes: usize) -> Vec<f32> {
     let mut out = vec![0f32; labels.len() * classes];
     for (i, &l) in labels.iter().enumerate() {
         out[i * classes + l as usize] = 1.0;
@@ -348,32 +348,38 @@ fn evaluate<B: Backend>(
     while start < n {
         let len = CHUNK.min(n - start);
         let logits = model.forward(inputs.clone().narrow(0, start, len));
-        let values = host_values(logits);
-        for (row, &label) in values
-            .chunks_exact(classes)
-            .zip(&labels[start..start + len])
-        {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-            let lse = max
-                + row
-                    .iter()
-                    .map(|&v| (v as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            loss += lse - row[label as usize] as f64;
-            let argmax = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0;
-            correct += usize::from(argmax == label as usize);
-        }
+        let (l, c) = score_logits(&host_values(logits), &labels[start..start + len], classes);
+        loss += l;
+        correct += c;
         start += len;
     }
     (loss / n as f64, correct as f64 / n as f64)
+}
+
+/// The summed cross-entropy (in f64, from a max-shifted log-sum-exp) and the number of correct
+/// predictions of `logits` (`[labels.len(), classes]`, row-major) against `labels`.
+pub(crate) fn score_logits(logits: &[f32], labels: &[u32], classes: usize) -> (f64, usize) {
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let lse = max
+            + row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        loss += lse - row[label as usize] as f64;
+        let argmax = row
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0;
+        correct += usize::from(argmax == label as usize);
+    }
+    (loss, correct)
 }
 
 /// Training examples whose frozen features fit AIM's linear probe at each evaluation.
@@ -408,7 +414,7 @@ fn prefix_mask_tensor<B: Backend>(
 }
 
 /// Reads a device tensor back as `f32` values.
-fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
@@ -461,8 +467,66 @@ fn evaluate_aim<B: Backend>(
 
 /// How often the training loss is read back (each read waits for the device): every 10 to 50
 /// steps, about 100 times a trial.
-fn readback_interval(total_steps: u64) -> u64 {
+pub(crate) fn readback_interval(total_steps: u64) -> u64 {
     (total_steps / 100).clamp(10, 50)
+}
+
+/// The order in which a trial sees its training examples: a fresh shuffle of all of them each
+/// epoch, drawn from the trial's seed; batches run across epoch boundaries.
+pub(crate) struct BatchOrder {
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    cursor: usize,
+    batch: usize,
+}
+
+impl BatchOrder {
+    pub(crate) fn new(seed: u64, examples: usize, batch: usize) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51a3),
+            order: (0..examples).collect(),
+            cursor: examples, // forces a shuffle before the first batch
+            batch,
+        }
+    }
+
+    /// The indices of the next batch.
+    pub(crate) fn next_batch(&mut self) -> Vec<i64> {
+        let n = self.order.len();
+        let mut idx = Vec::with_capacity(self.batch);
+        while idx.len() < self.batch {
+            if self.cursor == n {
+                self.order.shuffle(&mut self.rng);
+                self.cursor = 0;
+            }
+            let take = (self.batch - idx.len()).min(n - self.cursor);
+            idx.extend(
+                self.order[self.cursor..self.cursor + take]
+                    .iter()
+                    .map(|&i| i as i64),
+            );
+            self.cursor += take;
+        }
+        idx
+    }
+}
+
+/// A freshly initialised model of `config` drawn from `seed`. Burn draws a parameter's initial
+/// values when it is first read, from one process-wide generator: every parameter is read here,
+/// under a lock, so that a trial's initial weights depend on its seed alone, whatever else
+/// runs in the process (tests, the trials of a stack).
+pub(crate) fn init_model<B: Backend>(
+    config: &ModelConfig,
+    shape: &crate::config::InputShape,
+    seed: u64,
+    device: &B::Device,
+) -> Model<B> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let model = Model::<B>::init(config, shape, device);
+    crate::model::materialize(&model);
+    model
 }
 
 fn train_on<B: AutodiffBackend>(
@@ -475,15 +539,7 @@ fn train_on<B: AutodiffBackend>(
 ) -> Outcome {
     let classes = data.shape.classes;
     let features = data.shape.features();
-    // Burn's backends draw initial weights from one process-wide generator: seeding and
-    // initialising under a lock keeps a trial's initialisation its own when several trials
-    // share a process (tests, or future in-process workers).
-    let mut model = {
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        B::seed(device, config.seed);
-        Model::<B>::init(&config.model, &data.shape, device)
-    };
+    let mut model = init_model::<B>(&config.model, &data.shape, config.seed, device);
     let mut optim = Optim::<B>::new(config);
 
     let n_train = data.train.len();
@@ -522,25 +578,9 @@ fn train_on<B: AutodiffBackend>(
         backend,
     });
 
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51a3);
+    let mut order = BatchOrder::new(config.seed, n_train, batch);
     let mut prefix_rng =
         ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xa1a1);
-    let mut order: Vec<usize> = (0..n_train).collect();
-    let mut cursor = n_train; // forces a shuffle before the first batch
-    let mut next_batch = |rng: &mut ChaCha8Rng| -> Vec<i64> {
-        let mut idx = Vec::with_capacity(batch);
-        while idx.len() < batch {
-            if cursor == n_train {
-                order.shuffle(rng);
-                cursor = 0;
-            }
-            let take = (batch - idx.len()).min(n_train - cursor);
-            idx.extend(order[cursor..cursor + take].iter().map(|&i| i as i64));
-            cursor += take;
-        }
-        idx
-    };
 
     let start = Instant::now();
     let mut summary = Summary::default();
@@ -557,7 +597,7 @@ fn train_on<B: AutodiffBackend>(
             return Outcome::Stopped(summary);
         }
         let idx = Tensor::<B::InnerBackend, 1, Int>::from_data(
-            TensorData::new(next_batch(&mut rng), [batch]),
+            TensorData::new(order.next_batch(), [batch]),
             device,
         );
         let x = Tensor::<B, 2>::from_inner(train_x.clone().select(0, idx.clone()));
@@ -669,11 +709,11 @@ fn train_on<B: AutodiffBackend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::*;
 
-    fn tiny(lr: f64, optimizer: Optimizer, model: ModelConfig) -> TrialConfig {
+    pub(crate) fn tiny(lr: f64, optimizer: Optimizer, model: ModelConfig) -> TrialConfig {
         TrialConfig {
             data: DataConfig::Synthetic {
                 side: 8,
@@ -705,7 +745,7 @@ mod tests {
         }
     }
 
-    fn mlp() -> ModelConfig {
+    pub(crate) fn mlp() -> ModelConfig {
         ModelConfig::Mlp(MlpConfig {
             width: 32,
             depth: 2,
@@ -725,11 +765,11 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Record {
-        start: Option<StartInfo>,
-        evals: Vec<Evaluation>,
-        progress: Vec<Progress>,
-        stop_after: Option<u64>,
+    pub(crate) struct Record {
+        pub(crate) start: Option<StartInfo>,
+        pub(crate) evals: Vec<Evaluation>,
+        pub(crate) progress: Vec<Progress>,
+        pub(crate) stop_after: Option<u64>,
         asked: u64,
     }
 
@@ -749,7 +789,7 @@ mod tests {
         }
     }
 
-    fn data_for(config: &TrialConfig) -> Dataset {
+    pub(crate) fn data_for(config: &TrialConfig) -> Dataset {
         crate::data::load(&config.data, None).unwrap()
     }
 
