@@ -54,6 +54,10 @@ pub(super) struct BenchArgs {
     /// reference does).
     #[arg(long)]
     no_clip: bool,
+    /// Train this many trials (learning rates spread by factors of 2) as one stack (ViT only);
+    /// the time per step is then the stack's, for all its trials.
+    #[arg(long, default_value_t = 1)]
+    stack: usize,
 }
 
 pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
@@ -78,6 +82,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         precision,
         grad_clip: (!args.no_clip).then_some(1.0),
+        stack: args.stack,
     };
     if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
         super::configure_kernel_cache(true);
@@ -89,6 +94,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     v["precision"] = args.precision.into();
     v["model"] = args.model.into();
     v["grad_clip"] = (!args.no_clip).into();
+    v["stack"] = args.stack.into();
     for (k, x) in [
         ("width", args.width),
         ("depth", args.depth),

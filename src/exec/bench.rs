@@ -13,7 +13,7 @@ use slaw_train::config::{
 use slaw_train::cost::model_cost;
 use slaw_train::data::synthetic;
 use slaw_train::trainer::{Progress, Reporter, StartInfo};
-use slaw_train::{train, ComputeDevice, Outcome};
+use slaw_train::{train, train_stack, ComputeDevice, Outcome};
 
 use super::ExecError;
 
@@ -42,6 +42,9 @@ pub struct BenchSpec {
     pub precision: Precision,
     /// Global-norm gradient clipping threshold (`None`: no clipping).
     pub grad_clip: Option<f64>,
+    /// Trials trained as one stack (1: a lone trial); their learning rates differ by factors of
+    /// 1.25.
+    pub stack: usize,
 }
 
 /// What one benchmark measured.
@@ -153,8 +156,31 @@ pub fn step_time(spec: &BenchSpec, device: &ComputeDevice) -> Result<BenchResult
     let data = synthetic(side, classes, train_examples, validation, teacher, seed);
     let cost = model_cost(&config.model, &data.shape);
     let mut timing = Timing::default();
-    let outcome = train(&config, &data, device, &mut timing).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(outcome, Outcome::Completed(_)) {
+    if spec.stack == 0 {
+        return Err(bad("--stack must be at least 1"));
+    }
+    let outcomes = if spec.stack == 1 {
+        vec![train(&config, &data, device, &mut timing).map_err(|e| bad(&e.to_string()))?]
+    } else {
+        // The first trial is timed; the others (learning rates ×1.25, ×1.25², …) ride along.
+        let configs: Vec<TrialConfig> = (0..spec.stack)
+            .map(|i| {
+                let mut c = config.clone();
+                c.optim.lr *= 1.25f64.powi(i as i32);
+                c
+            })
+            .collect();
+        let mut others: Vec<Timing> = (1..spec.stack).map(|_| Timing::default()).collect();
+        let mut reporters: Vec<&mut dyn Reporter> =
+            std::iter::once(&mut timing as &mut dyn Reporter)
+                .chain(others.iter_mut().map(|t| t as &mut dyn Reporter))
+                .collect();
+        train_stack(&configs, &data, device, &mut reporters).map_err(|e| bad(&e.to_string()))?
+    };
+    if let Some(outcome) = outcomes
+        .iter()
+        .find(|o| !matches!(o, Outcome::Completed(_)))
+    {
         return Err(bad(&format!("the run did not complete: {outcome:?}")));
     }
     let after: Vec<&(u64, f64)> = timing
@@ -169,13 +195,13 @@ pub fn step_time(spec: &BenchSpec, device: &ComputeDevice) -> Result<BenchResult
         return Err(bad("too few timed steps"));
     }
     let step_seconds = (last.1 - first.1) / (last.0 - first.0) as f64;
-    let flops = cost.train_flops_per_example as f64 * spec.batch as f64;
+    let flops = cost.train_flops_per_example as f64 * (spec.batch * spec.stack) as f64;
     Ok(BenchResult {
         params: timing.params,
         tokens: cost.tokens_per_example,
         timed_steps: last.0 - first.0,
         ms_per_step: step_seconds * 1e3,
-        examples_per_second: spec.batch as f64 / step_seconds,
+        examples_per_second: (spec.batch * spec.stack) as f64 / step_seconds,
         train_flops_per_step: flops,
         achieved_tflops: flops / step_seconds / 1e12,
     })
@@ -199,11 +225,42 @@ mod tests {
             warmup: 20,
             precision: Precision::F32,
             grad_clip: Some(1.0),
+            stack: 1,
         };
         let r = step_time(&spec, &ComputeDevice::Cpu).unwrap();
         assert!(r.ms_per_step > 0.0 && r.ms_per_step < 1000.0, "{r:?}");
         assert!(r.timed_steps >= 40, "{r:?}");
         assert_eq!(r.params, (64 * 32 + 32 + 32 * 10 + 10) as u64);
         assert_eq!(r.train_flops_per_step, 6.0 * (64.0 * 32.0 + 320.0) * 32.0);
+    }
+
+    #[test]
+    fn times_a_stack_of_two_vits_on_the_cpu() {
+        let spec = BenchSpec {
+            family: "vit".into(),
+            width: 16,
+            depth: 1,
+            heads: 2,
+            patch: 4,
+            image: 8,
+            batch: 16,
+            steps: 60,
+            warmup: 10,
+            precision: Precision::F32,
+            grad_clip: Some(1.0),
+            stack: 2,
+        };
+        let alone = step_time(
+            &BenchSpec {
+                stack: 1,
+                ..spec.clone()
+            },
+            &ComputeDevice::Cpu,
+        )
+        .unwrap();
+        let r = step_time(&spec, &ComputeDevice::Cpu).unwrap();
+        assert_eq!(r.params, alone.params, "params are per trial");
+        assert_eq!(r.train_flops_per_step, 2.0 * alone.train_flops_per_step);
+        assert!(r.ms_per_step > 0.0 && r.timed_steps >= 40, "{r:?}");
     }
 }
