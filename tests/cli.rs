@@ -185,6 +185,76 @@ async fn a_diverging_trial_is_recorded_and_the_sweep_goes_on() {
     );
 }
 
+/// The same ViT sweep (two sizes, three learning rates, a diverging one among them) run with
+/// stacks of three and with every trial alone: each trial ends in the same state with the same
+/// validation loss, and runs once.
+#[tokio::test]
+async fn stacked_trials_end_as_they_end_alone() {
+    let sweep = synthetic_sweep("vit", "[0.003, 0.01, 1.0e30]", "[2]")
+        .replace(
+            "  family: mlp\n  depth: 1\n  sizes: [{name: a, width: 8}, {name: b, width: 24}]",
+            "  family: vit\n  patch: 3\n  depth: 1\n  heads: 2\n  pool: mean\n  \
+             sizes: [{name: a, width: 8}, {name: b, width: 16}]",
+        )
+        .replace(
+            "  batch_size: 32\n",
+            "  batch_size: 32\n  optimizer: {name: adamw}\n",
+        );
+    assert!(sweep.contains("family: vit"), "{sweep}");
+    let mut finals = Vec::new();
+    for stack in ["3", "1"] {
+        let sb = Sandbox::new();
+        let file = sb.write("vit.yaml", &sweep);
+        let out = sb.run(&[
+            "run",
+            file.to_str().unwrap(),
+            "--no-progress",
+            "--stack",
+            stack,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut trials = sb.trials("vit").await;
+        assert_eq!(trials.len(), 6);
+        trials.sort_by(|a, b| a.key.cmp(&b.key));
+        for (key, events) in sb.events("vit").await {
+            assert_eq!(events.first().map(String::as_str), Some("claimed"), "{key}");
+            assert_eq!(
+                events.len(),
+                2,
+                "trial {key} ran more than once: {events:?}"
+            );
+        }
+        let store = sb.store().await;
+        for t in &trials {
+            if t.state.as_str() == "completed" {
+                assert_eq!(store.metrics(t.id).await.unwrap().len(), 3, "{t:?}");
+            }
+        }
+        store.close().await;
+        finals.push(
+            trials
+                .into_iter()
+                .map(|t| (t.key, t.lr, t.state, t.final_val_loss))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let (stacked, alone) = (&finals[0], &finals[1]);
+    for (s, a) in stacked.iter().zip(alone) {
+        assert_eq!((&s.0, s.2), (&a.0, a.2), "{s:?} vs {a:?}");
+        if a.1 > 1.0 {
+            assert_eq!(a.2.as_str(), "diverged", "{a:?}");
+            continue;
+        }
+        assert_eq!(a.2.as_str(), "completed", "{a:?}");
+        let (x, y) = (s.3.unwrap(), a.3.unwrap());
+        assert!(
+            (x - y).abs() < 1e-3 * y.max(1.0),
+            "{}: stacked {x} alone {y}",
+            s.0
+        );
+    }
+}
+
 #[test]
 fn status_without_a_database_says_so() {
     let sb = Sandbox::new();

@@ -128,6 +128,10 @@ struct RunArgs {
     /// fatal GPU fault under MPS also fails the trials beside it).
     #[arg(long, value_enum, default_value = "auto")]
     mps: MpsArg,
+    /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
+    /// auto: 4 on a GPU, 1 on the CPU); overrides the sweep's execution.stack.
+    #[arg(long)]
+    stack: Option<crate::spec::Stack>,
     /// A trial whose worker has not heartbeaten for this long is taken back.
     #[arg(long, default_value_t = 60.0)]
     lease_seconds: f64,
@@ -204,6 +208,10 @@ struct WorkerArgs {
     /// over any whose lease expires, instead of exiting.
     #[arg(long)]
     linger: bool,
+    /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
+    /// auto: 4 on a GPU, 1 on the CPU); overrides the sweep's execution.stack.
+    #[arg(long)]
+    stack: Option<crate::spec::Stack>,
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
@@ -494,7 +502,8 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let devices = parse_devices(&args.device)?;
     sweep::preflight(&spec, &devices)?;
-    let layout = crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device);
+    let layout =
+        crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device, args.stack);
     let store = Store::open(&args.db.db)
         .await
         .with_context(|| format!("opening {}", redact(&args.db.db)))?;
@@ -540,6 +549,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         poll: Duration::from_millis(500),
+        stack: args.stack,
     };
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
     let mut view = progress::RunView::new(interactive);
@@ -754,6 +764,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
         slurm_job: crate::store::slurm_task(),
         linger: args.linger,
+        stack: args.stack,
     };
     if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();

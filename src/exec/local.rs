@@ -44,6 +44,8 @@ pub struct LocalOptions {
     pub heartbeat_seconds: f64,
     /// How often the store is polled.
     pub poll: Duration,
+    /// `--stack` for every worker, instead of the sweep's `execution.stack`.
+    pub stack: Option<crate::spec::Stack>,
 }
 
 /// The state of the sweep at one poll.
@@ -159,6 +161,9 @@ fn spawn_worker(
         .kill_on_drop(false);
     if let Some(t) = opts.threads_per_job {
         cmd.env("RAYON_NUM_THREADS", t.to_string());
+    }
+    if let Some(stack) = opts.stack {
+        cmd.arg("--stack").arg(stack.to_string());
     }
     cmd.envs(opts.worker_env.iter().map(|(k, v)| (k, v)));
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.

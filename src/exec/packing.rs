@@ -9,7 +9,7 @@ use slaw_train::cost::model_cost;
 use slaw_train::ComputeDevice;
 
 use crate::plan::expand;
-use crate::spec::{PerDevice, SweepSpec};
+use crate::spec::{PerDevice, Stack, SweepSpec};
 
 /// Bytes a CUDA context and Burn's allocator pools take per process before any tensor.
 pub const PROCESS_OVERHEAD: u64 = 700 << 20;
@@ -29,6 +29,12 @@ pub fn cpu_cap(cores: usize, gpus: usize) -> usize {
 
 /// Estimated peak device memory of one trial, in bytes.
 pub fn trial_memory(config: &TrialConfig) -> u64 {
+    stack_memory(config, 1)
+}
+
+/// Estimated peak device memory of a worker training `stack` trials like `config` as one
+/// stacked model: one process and one copy of the data, the rest once per trial.
+pub fn stack_memory(config: &TrialConfig, stack: usize) -> u64 {
     let shape = config.data.input_shape();
     let cost = model_cost(&config.model, &shape);
     let elem: u64 = match config.precision {
@@ -68,7 +74,7 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
     // The training and validation sets live on the device.
     let examples = (config.data.train_examples() + config.data.validation_examples()) as u64;
     let data = examples * (shape.features() + shape.classes) as u64 * 4;
-    PROCESS_OVERHEAD + params + activations + data
+    PROCESS_OVERHEAD + stack.max(1) as u64 * (params + activations) + data
 }
 
 /// Activations a transformer block keeps per example (in elements) for `t` tokens of width `d`
@@ -78,12 +84,12 @@ fn per_block(t: u64, d: u64, h: u64) -> u64 {
     16 * t * d + 3 * h * t * t
 }
 
-/// How many of the largest of `trials` fit on a GPU of `device_bytes`, keeping 15 % free,
-/// between 1 and [`MAX_PER_DEVICE`].
-pub fn per_device(trials: &[&TrialConfig], device_bytes: u64) -> usize {
+/// How many workers, each training stacks of up to `stack` of the largest of `trials`, fit on
+/// a GPU of `device_bytes`, keeping 15 % free, between 1 and [`MAX_PER_DEVICE`].
+pub fn per_device(trials: &[&TrialConfig], device_bytes: u64, stack: usize) -> usize {
     let largest = trials
         .iter()
-        .map(|c| trial_memory(c))
+        .map(|c| stack_memory(c, stack))
         .max()
         .unwrap_or(PROCESS_OVERHEAD);
     let fit = (device_bytes as f64 * 0.85 / largest as f64).floor() as usize;
@@ -110,6 +116,7 @@ pub fn layout(
     devices: &[ComputeDevice],
     jobs: Option<usize>,
     per_device_override: Option<PerDevice>,
+    stack_override: Option<Stack>,
 ) -> Layout {
     if devices.is_empty() || devices.contains(&ComputeDevice::Cpu) {
         let jobs = jobs.unwrap_or(1).max(1);
@@ -127,7 +134,8 @@ pub fn layout(
             let configs: Vec<&TrialConfig> =
                 plan.trials.iter().filter_map(|t| t.config.burn()).collect();
             let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
-            let fit = per_device(&configs, smallest);
+            let stack = stack_override.unwrap_or(spec.stack).limit(true);
+            let fit = per_device(&configs, smallest, stack);
             if configs.is_empty() {
                 fit
             } else {
@@ -205,24 +213,31 @@ train:
             "{ms} {ml}"
         );
         let h100 = 80u64 << 30;
-        assert_eq!(per_device(&[small], h100), MAX_PER_DEVICE);
-        let k = per_device(&[small, large], h100);
+        assert_eq!(per_device(&[small], h100, 1), MAX_PER_DEVICE);
+        let k = per_device(&[small, large], h100, 1);
         assert!((1..MAX_PER_DEVICE).contains(&k), "{k}");
         assert_eq!(
-            per_device(&[large], 1 << 30),
+            per_device(&[large], 1 << 30, 1),
             1,
             "at least one, even if it cannot fit"
         );
+        // A stack of four holds one process and one data set, and four trials' state.
+        let four = stack_memory(large, 4);
+        assert!(
+            four > 3 * (ml - PROCESS_OVERHEAD) && four < 4 * ml,
+            "{four} vs {ml}"
+        );
+        assert!(per_device(&[small, large], h100, 4) < k);
     }
 
     #[test]
     fn layouts() {
         let spec = parse(SWEEP, "p.yaml").unwrap();
-        let cpu = layout(&spec, &[ComputeDevice::Cpu], Some(2), None);
+        let cpu = layout(&spec, &[ComputeDevice::Cpu], Some(2), None, None);
         assert_eq!(cpu.slots, vec![ComputeDevice::Cpu; 2]);
         assert!(cpu.threads_per_job.is_some());
         let gpus = [ComputeDevice::Cuda(0), ComputeDevice::Cuda(2)];
-        let two = layout(&spec, &gpus, None, Some(PerDevice::Count(3)));
+        let two = layout(&spec, &gpus, None, Some(PerDevice::Count(3)), None);
         assert_eq!(two.slots.len(), 6);
         assert_eq!(
             two.slots
@@ -232,7 +247,7 @@ train:
             3
         );
         assert_eq!(two.per_device, Some(3));
-        let one_each = layout(&spec, &gpus, None, None);
+        let one_each = layout(&spec, &gpus, None, None, None);
         assert_eq!(one_each.slots, gpus.to_vec());
     }
 
@@ -248,14 +263,14 @@ train:
         assert_eq!(spec.per_device, PerDevice::Auto);
         let gpus = [ComputeDevice::Cuda(0), ComputeDevice::Cuda(1)];
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let auto = layout(&spec, &gpus, None, None);
+        let auto = layout(&spec, &gpus, None, None, None);
         let k = auto.per_device.unwrap();
         assert!(
             k >= 1 && k <= cpu_cap(cores, gpus.len()),
             "{k} per GPU on {cores} cores"
         );
         assert_eq!(auto.slots.len(), 2 * k);
-        let forced = layout(&spec, &gpus, None, Some(PerDevice::Count(7)));
+        let forced = layout(&spec, &gpus, None, Some(PerDevice::Count(7)), None);
         assert_eq!(forced.per_device, Some(7));
     }
 }

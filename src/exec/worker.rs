@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use slaw_train::data::{self, Dataset};
 use slaw_train::trainer::{Evaluation, Outcome, Progress, Reporter, StartInfo, Summary};
-use slaw_train::{train, ComputeDevice};
+use slaw_train::{stackable, train_stack, ComputeDevice};
 use tokio::sync::mpsc;
 
 use super::command::{run_command_trial, Limits};
 use super::ExecError;
 use crate::job::Job;
+use crate::spec::Stack;
 use crate::store::{Claimed, Finish, MetricRow, Store, TrialState};
 
 /// How a worker runs.
@@ -46,6 +47,8 @@ pub struct WorkerOptions {
     /// When nothing can be claimed but other workers' trials are running, keep polling (every
     /// heartbeat interval) to take over any whose lease expires, instead of exiting.
     pub linger: bool,
+    /// The most trials trained as one stack, instead of the sweep's `execution.stack`.
+    pub stack: Option<Stack>,
 }
 
 /// What a worker reports as it goes.
@@ -145,20 +148,22 @@ enum Message {
 
 /// Sends the trainer's reports to the async side and relays stop requests to the trainer.
 struct ChannelReporter {
-    tx: mpsc::UnboundedSender<Message>,
+    /// The trial's place in its stack.
+    index: usize,
+    tx: mpsc::UnboundedSender<(usize, Message)>,
     stop_trial: Arc<AtomicBool>,
     stop_all: Arc<AtomicBool>,
 }
 
 impl Reporter for ChannelReporter {
     fn started(&mut self, info: &StartInfo) {
-        let _ = self.tx.send(Message::Started(info.clone()));
+        let _ = self.tx.send((self.index, Message::Started(info.clone())));
     }
     fn progress(&mut self, p: &Progress) {
-        let _ = self.tx.send(Message::Progress(p.clone()));
+        let _ = self.tx.send((self.index, Message::Progress(p.clone())));
     }
     fn evaluated(&mut self, e: &Evaluation) {
-        let _ = self.tx.send(Message::Evaluated(e.clone()));
+        let _ = self.tx.send((self.index, Message::Evaluated(e.clone())));
     }
     fn should_stop(&mut self) -> bool {
         self.stop_trial.load(Ordering::Relaxed)
@@ -204,60 +209,76 @@ pub async fn run_worker(
             }
             break;
         };
-        ran += 1;
-        observer(WorkerEvent::Claimed {
-            key: claimed.key.clone(),
-            attempt: claimed.attempt,
-        });
         if let std::collections::hash_map::Entry::Vacant(e) = sweeps.entry(claimed.sweep_id) {
             e.insert(sweep_info(store, claimed.sweep_id).await?);
         }
         let info = &sweeps[&claimed.sweep_id];
-        let event = match &claimed.config {
-            Job::Burn(config) => {
-                let data_path = info.data_path.clone();
-                run_trial(
-                    store,
-                    opts,
-                    &claimed,
-                    config,
-                    data_path,
-                    &cache,
-                    stop.clone(),
+        // Trials that can share a stack with this one join it, up to the stack limit.
+        let mut members = vec![claimed];
+        let room = opts
+            .stack
+            .unwrap_or(info.stack)
+            .limit(matches!(opts.device, ComputeDevice::Cuda(_)))
+            .min(opts.max_trials.map_or(usize::MAX, |m| m - ran));
+        if let Some(config) = burn_config(&members[0]).filter(|c| room > 1 && stackable(c, c)) {
+            let config = config.clone();
+            let more = store
+                .claim_matching(
+                    members[0].sweep_id,
+                    &opts.identity,
+                    &opts.device.to_string(),
+                    opts.slurm_job.as_deref(),
+                    room - 1,
+                    |job| matches!(job, Job::Burn(c) if stackable(&config, c)),
                 )
-                .await?
+                .await?;
+            members.extend(more);
+        }
+        ran += members.len();
+        for m in &members {
+            observer(WorkerEvent::Claimed {
+                key: m.key.clone(),
+                attempt: m.attempt,
+            });
+        }
+        let events = match &members[0].config {
+            Job::Burn(_) => {
+                let data_path = info.data_path.clone();
+                run_stack(store, opts, members, data_path, &cache, stop.clone()).await?
             }
             Job::Command(job) => {
-                run_command_trial(
-                    store,
-                    opts,
-                    &claimed,
-                    job,
-                    &info.name,
-                    &info.limits,
-                    stop.clone(),
-                )
-                .await?
+                let claimed = &members[0];
+                vec![
+                    run_command_trial(
+                        store,
+                        opts,
+                        claimed,
+                        job,
+                        &info.name,
+                        &info.limits,
+                        stop.clone(),
+                    )
+                    .await?,
+                ]
             }
         };
-        let failed = matches!(
-            &event,
-            WorkerEvent::Finished {
-                state: TrialState::Failed,
-                ..
+        let mut failed = false;
+        for event in events {
+            match &event {
+                WorkerEvent::Finished { state, .. } => match state {
+                    TrialState::Completed => report.completed += 1,
+                    TrialState::Diverged => report.diverged += 1,
+                    TrialState::Interrupted => report.interrupted += 1,
+                    _ => {
+                        report.failed += 1;
+                        failed = true;
+                    }
+                },
+                WorkerEvent::LeaseLost { .. } => report.lost += 1,
+                _ => {}
             }
-        );
-        match &event {
-            WorkerEvent::Finished { state, .. } => match state {
-                TrialState::Completed => report.completed += 1,
-                TrialState::Diverged => report.diverged += 1,
-                TrialState::Interrupted => report.interrupted += 1,
-                _ => report.failed += 1,
-            },
-            WorkerEvent::LeaseLost { .. } => report.lost += 1,
-            _ => {}
+            observer(event);
         }
-        observer(event);
         if failed && opts.exit_after_failure {
             break;
         }
@@ -269,6 +290,7 @@ pub async fn run_worker(
 #[derive(Debug, Clone, Default)]
 struct SweepInfo {
     name: String,
+    stack: Stack,
     data_path: Option<PathBuf>,
     limits: Limits,
 }
@@ -281,6 +303,7 @@ async fn sweep_info(store: &Store, sweep_id: i64) -> Result<SweepInfo, ExecError
     let spec = row.spec()?;
     let seconds = |s: Option<f64>| s.map(Duration::from_secs_f64);
     Ok(SweepInfo {
+        stack: spec.stack,
         name: row.name,
         data_path: spec.data_path().map(PathBuf::from),
         limits: spec.command().map_or(Limits::default(), |c| Limits {
@@ -336,86 +359,111 @@ fn memory_preflight(device: &ComputeDevice, config: &slaw_train::TrialConfig) ->
     })
 }
 
-/// What the training thread hands back.
+/// What the training thread hands back: one outcome per trial of the stack, or one error for
+/// all of them.
 enum ThreadResult {
-    Trained(Outcome),
+    Trained(Vec<Outcome>),
     Failed(String),
 }
 
-async fn run_trial(
+/// A Burn trial's configuration (the caller claims only Burn trials for a stack).
+fn burn_config(claimed: &Claimed) -> Option<&slaw_train::TrialConfig> {
+    match &claimed.config {
+        Job::Burn(c) => Some(c),
+        Job::Command(_) => None,
+    }
+}
+
+/// Trains `members` (claimed Burn trials that [`slaw_train::stackable`] accepts together, or a
+/// single trial) on one training thread, as one stack when there are several; writes each
+/// trial's metrics, heartbeats and end under its own lease. One event per member, in order.
+async fn run_stack(
     store: &Store,
     opts: &WorkerOptions,
-    claimed: &Claimed,
-    config: &slaw_train::TrialConfig,
+    members: Vec<Claimed>,
     data_path: Option<PathBuf>,
     cache: &DataCache,
     stop_all: Arc<AtomicBool>,
-) -> Result<WorkerEvent, ExecError> {
-    if let Some(error) = memory_preflight(&opts.device, config) {
-        let finish = Finish {
-            error: Some(error.clone()),
-            ..Finish::default()
+) -> Result<Vec<WorkerEvent>, ExecError> {
+    let worker = opts.identity.as_str();
+    let mut events = Vec::new();
+    let mut running: Vec<(Claimed, slaw_train::TrialConfig)> = Vec::new();
+    for claimed in members {
+        let Some(config) = burn_config(&claimed).cloned() else {
+            continue;
         };
-        if !store
-            .finish(claimed, &opts.identity, TrialState::Failed, &finish, false)
-            .await?
-        {
-            return Ok(WorkerEvent::LeaseLost {
-                key: claimed.key.clone(),
-            });
+        if let Some(error) = memory_preflight(&opts.device, &config) {
+            let finish = Finish {
+                error: Some(error),
+                ..Finish::default()
+            };
+            events.push(
+                record_end(store, &claimed, worker, TrialState::Failed, finish, false).await?,
+            );
+            continue;
         }
-        return Ok(WorkerEvent::Finished {
-            key: claimed.key.clone(),
-            state: TrialState::Failed,
-            val_loss: None,
-            wall_seconds: 0.0,
-            error: Some(error),
-        });
+        running.push((claimed, config));
+    }
+    if running.is_empty() {
+        return Ok(events);
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let stop_trial = Arc::new(AtomicBool::new(false));
-    let mut reporter = ChannelReporter {
-        tx,
-        stop_trial: stop_trial.clone(),
-        stop_all: stop_all.clone(),
-    };
-    let config = config.clone();
+    let stop_flags: Vec<Arc<AtomicBool>> = running
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let mut reporters: Vec<ChannelReporter> = stop_flags
+        .iter()
+        .enumerate()
+        .map(|(index, flag)| ChannelReporter {
+            index,
+            tx: tx.clone(),
+            stop_trial: flag.clone(),
+            stop_all: stop_all.clone(),
+        })
+        .collect();
+    drop(tx);
+    let configs: Vec<slaw_train::TrialConfig> = running.iter().map(|(_, c)| c.clone()).collect();
     let device = opts.device.clone();
     let cache = cache.clone();
     let thread = std::thread::Builder::new()
         .name(TRAINER_THREAD.into())
         .spawn(move || {
-            let data = match load_data(&cache, &config.data, data_path.as_deref()) {
+            let data = match load_data(&cache, &configs[0].data, data_path.as_deref()) {
                 Ok(d) => d,
                 Err(e) => return ThreadResult::Failed(e),
             };
+            let mut dyn_reporters: Vec<&mut dyn Reporter> = reporters
+                .iter_mut()
+                .map(|r| r as &mut dyn Reporter)
+                .collect();
             match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                train(&config, &data, &device, &mut reporter)
+                train_stack(&configs, &data, &device, &mut dyn_reporters)
             })) {
-                Ok(Ok(outcome)) => ThreadResult::Trained(outcome),
+                Ok(Ok(outcomes)) => ThreadResult::Trained(outcomes),
                 Ok(Err(e)) => ThreadResult::Failed(e.to_string()),
                 Err(payload) => ThreadResult::Failed(format!("panic: {}", panic_text(payload))),
             }
         })?;
 
-    let worker = opts.identity.as_str();
+    let n = running.len();
     let mut beat = tokio::time::interval(Duration::from_secs_f64(opts.heartbeat_seconds.max(0.05)));
     beat.tick().await;
-    let (mut step, mut loss) = (0u64, None);
-    let mut lost = false;
+    let mut progress: Vec<(u64, Option<f64>)> = vec![(0, None); n];
+    let mut lost = vec![false; n];
     let mut db_error: Option<ExecError> = None;
     loop {
         tokio::select! {
             msg = rx.recv() => {
+                let Some((i, msg)) = msg else { break };
+                let claimed = &running[i].0;
                 let result = match msg {
-                    None => break,
-                    Some(Message::Started(info)) => store.mark_started(claimed, worker, Some(info.params)).await,
-                    Some(Message::Progress(p)) => {
-                        step = p.step;
-                        loss = Some(p.train_loss);
+                    Message::Started(info) => store.mark_started(claimed, worker, Some(info.params)).await,
+                    Message::Progress(p) => {
+                        progress[i] = (p.step, Some(p.train_loss));
                         Ok(true)
                     }
-                    Some(Message::Evaluated(e)) => store
+                    Message::Evaluated(e) => store
                         .add_metric(claimed, &MetricRow {
                             step: e.step as i64,
                             examples: e.examples as i64,
@@ -431,32 +479,35 @@ async fn run_trial(
                 };
                 match result {
                     Ok(true) => {}
-                    Ok(false) => lost = true,
+                    Ok(false) => lost[i] = true,
                     Err(e) => db_error = Some(e.into()),
                 }
             }
             _ = beat.tick() => {
                 if let Some(e) = DEVICE_ERROR.get() {
-                    // The device is gone for this process: record the trial, leave the
+                    // The device is gone for this process: record the trials, leave the
                     // training thread behind (it may never return) and let the caller end
                     // the process; the executor starts a fresh worker.
-                    let finish = Finish {
-                        step,
-                        error: Some(device_error_text(e)),
-                        ..Finish::default()
-                    };
-                    store.finish(claimed, worker, TrialState::Failed, &finish, false).await?;
+                    fail_all(store, worker, &running, &progress, &lost, e).await?;
                     return Err(ExecError::DeviceFailed(device_error_text(e)));
                 }
-                match store.heartbeat(claimed, worker, step, loss).await {
-                    Ok(true) => {}
-                    Ok(false) => lost = true,
-                    Err(e) => db_error = Some(e.into()),
+                for (i, (claimed, _)) in running.iter().enumerate() {
+                    if lost[i] {
+                        continue;
+                    }
+                    let (step, loss) = progress[i];
+                    match store.heartbeat(claimed, worker, step, loss).await {
+                        Ok(true) => {}
+                        Ok(false) => lost[i] = true,
+                        Err(e) => db_error = Some(e.into()),
+                    }
                 }
             }
         }
-        if lost || db_error.is_some() {
-            stop_trial.store(true, Ordering::Relaxed);
+        for (i, flag) in stop_flags.iter().enumerate() {
+            if lost[i] || db_error.is_some() {
+                flag.store(true, Ordering::Relaxed);
+            }
         }
     }
     let result = tokio::task::spawn_blocking(move || thread.join())
@@ -467,51 +518,81 @@ async fn run_trial(
         return Err(e);
     }
     if let Some(e) = DEVICE_ERROR.get() {
+        fail_all(store, worker, &running, &progress, &lost, e).await?;
+        return Err(ExecError::DeviceFailed(device_error_text(e)));
+    }
+    let mut outcomes: Vec<Result<Outcome, String>> = match result {
+        ThreadResult::Trained(o) => o.into_iter().map(Ok).collect(),
+        ThreadResult::Failed(msg) => vec![Err(msg); n],
+    };
+    outcomes.resize(
+        n,
+        Err("the trainer returned no outcome for this trial".into()),
+    );
+    for (i, ((claimed, _), outcome)) in running.iter().zip(outcomes).enumerate() {
+        if lost[i] {
+            events.push(WorkerEvent::LeaseLost {
+                key: claimed.key.clone(),
+            });
+            continue;
+        }
+        let (state, summary, error, clean) = match outcome {
+            Ok(Outcome::Completed(s)) => (TrialState::Completed, s, None, false),
+            Ok(Outcome::Diverged(s)) => {
+                let msg = format!("non-finite loss at step {}", s.steps);
+                (TrialState::Diverged, s, Some(msg), false)
+            }
+            Ok(Outcome::Stopped(s)) => {
+                let msg = format!("interrupted at step {} (Ctrl-C or SIGTERM)", s.steps);
+                (TrialState::Interrupted, s, Some(msg), true)
+            }
+            Err(msg) => (
+                TrialState::Failed,
+                Summary {
+                    steps: progress[i].0,
+                    ..Summary::default()
+                },
+                Some(msg),
+                false,
+            ),
+        };
         let finish = Finish {
-            step,
+            step: summary.steps,
+            train_loss: summary.train_loss,
+            val_loss: summary.val_loss,
+            val_accuracy: summary.val_accuracy,
+            best_val_loss: summary.best_val_loss,
+            wall_seconds: summary.wall_seconds,
+            error,
+        };
+        events.push(record_end(store, claimed, worker, state, finish, clean).await?);
+    }
+    Ok(events)
+}
+
+/// Records every trial of a stack still held as failed by the device error `e`.
+async fn fail_all(
+    store: &Store,
+    worker: &str,
+    running: &[(Claimed, slaw_train::TrialConfig)],
+    progress: &[(u64, Option<f64>)],
+    lost: &[bool],
+    e: &str,
+) -> Result<(), ExecError> {
+    for (i, (claimed, _)) in running.iter().enumerate() {
+        if lost[i] {
+            continue;
+        }
+        let finish = Finish {
+            step: progress[i].0,
             error: Some(device_error_text(e)),
             ..Finish::default()
         };
         store
             .finish(claimed, worker, TrialState::Failed, &finish, false)
             .await?;
-        return Err(ExecError::DeviceFailed(device_error_text(e)));
     }
-    if lost {
-        return Ok(WorkerEvent::LeaseLost {
-            key: claimed.key.clone(),
-        });
-    }
-    let (state, summary, error, clean) = match result {
-        ThreadResult::Trained(Outcome::Completed(s)) => (TrialState::Completed, s, None, false),
-        ThreadResult::Trained(Outcome::Diverged(s)) => {
-            let msg = format!("non-finite loss at step {}", s.steps);
-            (TrialState::Diverged, s, Some(msg), false)
-        }
-        ThreadResult::Trained(Outcome::Stopped(s)) => {
-            let msg = format!("interrupted at step {} (Ctrl-C or SIGTERM)", s.steps);
-            (TrialState::Interrupted, s, Some(msg), true)
-        }
-        ThreadResult::Failed(msg) => (
-            TrialState::Failed,
-            Summary {
-                steps: step,
-                ..Summary::default()
-            },
-            Some(msg),
-            false,
-        ),
-    };
-    let finish = Finish {
-        step: summary.steps,
-        train_loss: summary.train_loss,
-        val_loss: summary.val_loss,
-        val_accuracy: summary.val_accuracy,
-        best_val_loss: summary.best_val_loss,
-        wall_seconds: summary.wall_seconds,
-        error,
-    };
-    record_end(store, claimed, worker, state, finish, clean).await
+    Ok(())
 }
 
 /// Stores the end of a claimed attempt (Burn or command trainer) and says what happened:

@@ -468,6 +468,13 @@ pub(super) fn resolve(raw: CommandSweepFile, f: &mut Findings) -> Option<SweepSp
         );
     }
 
+    if execution.is_some_and(|e| e.stack.is_some()) {
+        f.add(
+            "execution.stack",
+            "stacks train slaw's own ViTs as one model; a command trainer runs each trial alone",
+        );
+    }
+
     let spec = CommandSpec {
         command,
         env,
@@ -504,6 +511,7 @@ pub(super) fn resolve(raw: CommandSweepFile, f: &mut Findings) -> Option<SweepSp
         seeds: axes.seeds,
         retries: raw.retries.unwrap_or_default(),
         per_device,
+        stack: super::Stack::Count(1),
         slurm: super::slurm::resolve(raw.slurm.as_ref(), f),
     })
 }

@@ -103,6 +103,8 @@ struct SweepFile {
 struct ExecutionSection {
     /// A count, or `auto`.
     per_device: Option<serde_yaml::Value>,
+    /// Trials trained as one stack: a count, or `auto`.
+    stack: Option<serde_yaml::Value>,
     /// Seconds (or `90s`, `15m`, `2h`) a command trial may run.
     timeout: Option<serde_yaml::Value>,
     /// Seconds (or `90s`, `15m`, `2h`) a command trial may stay silent.
@@ -435,6 +437,9 @@ pub struct SweepSpec {
     /// Trials run at once on each GPU.
     #[serde(default)]
     pub per_device: PerDevice,
+    /// At most this many trials of one shape train as one stacked model.
+    #[serde(default)]
+    pub stack: Stack,
     /// The job arrays of `slaw run --executor slurm` (`None`: the section is absent and the
     /// defaults apply; not written then, so stored sweeps keep their form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -542,6 +547,63 @@ impl SweepSpec {
     /// Where slaw's trainer reads the Fashion-MNIST train split from, when the file says.
     pub fn data_path(&self) -> Option<&Path> {
         self.burn().and_then(|b| b.data_path.as_deref())
+    }
+}
+
+/// How many trials of one shape (ViT, same size, data, batch, step count and optimiser;
+/// learning rate, schedule and seed may differ) a worker trains as one stacked model
+/// (`slaw_train::stack`): each trial's numbers are those it reaches alone, and a step costs
+/// about one trial's kernel launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    /// At most this many (1: every trial alone).
+    Count(u32),
+    /// [`Stack::AUTO_CUDA`] on a GPU, 1 on the CPU.
+    Auto,
+}
+
+impl Stack {
+    /// The largest stack `auto` builds on a GPU.
+    pub const AUTO_CUDA: usize = 4;
+
+    /// The largest stack on a device (`cuda`: whether it is a GPU).
+    pub fn limit(self, cuda: bool) -> usize {
+        match self {
+            Stack::Count(n) => n.max(1) as usize,
+            Stack::Auto if cuda => Self::AUTO_CUDA,
+            Stack::Auto => 1,
+        }
+    }
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack::Auto
+    }
+}
+
+impl std::fmt::Display for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stack::Count(n) => write!(f, "{n}"),
+            Stack::Auto => write!(f, "auto"),
+        }
+    }
+}
+
+impl std::str::FromStr for Stack {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Stack::Auto);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Stack::Count(n)),
+            _ => Err(format!(
+                "{s:?}: give a count of at least 1 (1: no stacks), or auto"
+            )),
+        }
     }
 }
 
@@ -849,6 +911,7 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         seeds: axes.seeds,
         retries: raw.retries.unwrap_or_default(),
         per_device: resolve_per_device(raw.execution.as_ref(), f),
+        stack: resolve_stack(raw.execution.as_ref(), f),
         slurm: slurm::resolve(raw.slurm.as_ref(), f),
     })
 }
@@ -865,6 +928,21 @@ fn resolve_per_device(e: Option<&ExecutionSection>, f: &mut Findings) -> PerDevi
     text.parse().unwrap_or_else(|e: String| {
         f.add("execution.per_device", e);
         PerDevice::default()
+    })
+}
+
+fn resolve_stack(e: Option<&ExecutionSection>, f: &mut Findings) -> Stack {
+    let Some(v) = e.and_then(|e| e.stack.as_ref()) else {
+        return Stack::default();
+    };
+    let text = match v {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s.clone(),
+        _ => String::from("?"),
+    };
+    text.parse().unwrap_or_else(|e: String| {
+        f.add("execution.stack", e);
+        Stack::default()
     })
 }
 

@@ -890,16 +890,80 @@ impl Store {
         device: &str,
         slurm_job: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
+        self.claim_next(sweep_id, worker, device, slurm_job, None)
+            .await
+    }
+
+    /// Claims up to `max` more trials of `sweep_id` (in claim order) whose job `fits` accepts:
+    /// the trials that can train in one stack with a trial the worker already holds. Each is
+    /// claimed as [`Store::claim_in_job`] claims, one statement per trial, so a trial that
+    /// another worker takes meanwhile is passed over.
+    pub async fn claim_matching(
+        &self,
+        sweep_id: i64,
+        worker: &str,
+        device: &str,
+        slurm_job: Option<&str>,
+        max: usize,
+        fits: impl Fn(&Job) -> bool,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT t.id, t.config_json FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE t.sweep_id = $1 AND t.state IN ('pending', 'failed', 'diverged', 'interrupted') \
+               AND t.active = 1 AND {} \
+             ORDER BY t.priority, t.id LIMIT 1000",
+            eligible("t", "s"),
+        )))
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::new();
+        for row in rows {
+            if claimed.len() == max {
+                break;
+            }
+            let json: String = row.try_get("config_json")?;
+            let Ok(job) = serde_json::from_str::<Job>(&json) else {
+                continue;
+            };
+            if !fits(&job) {
+                continue;
+            }
+            let id: i64 = row.try_get("id")?;
+            if let Some(c) = self
+                .claim_next(sweep_id, worker, device, slurm_job, Some(id))
+                .await?
+            {
+                claimed.push(c);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The claim of [`Store::claim_in_job`], of the next eligible trial or (`only`) of that
+    /// trial if it is still eligible.
+    async fn claim_next(
+        &self,
+        sweep_id: i64,
+        worker: &str,
+        device: &str,
+        slurm_job: Option<&str>,
+        only: Option<i64>,
+    ) -> Result<Option<Claimed>, StoreError> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
         };
         // The sweep filter is written out (not `$1 < 0 OR ...`), so that both databases walk
         // the partial index `trials_claimable` in claim order; `state IN (...)` names its rows.
-        let scope = if sweep_id < 0 {
-            "$1 < 0 AND"
-        } else {
-            "t.sweep_id = $1 AND"
+        let scope = match (sweep_id < 0, only.is_some()) {
+            (true, false) => "$1 < 0 AND",
+            (false, false) => "t.sweep_id = $1 AND",
+            (true, true) => "$1 < 0 AND t.id = $6 AND",
+            (false, true) => "t.sweep_id = $1 AND t.id = $6 AND",
         };
         let t = now();
         // One transaction: the claim, its cleanup and its event commit together (one commit,
@@ -921,7 +985,11 @@ impl Store {
         .bind(worker)
         .bind(device)
         .bind(t)
-        .bind(slurm_job)
+        .bind(slurm_job);
+        let row = match only {
+            Some(id) => row.bind(id),
+            None => row,
+        }
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

@@ -43,6 +43,7 @@ on_both!(
     read_only_store_refuses_writes,
     slurm_jobs_are_recorded,
     merged_points_logs_and_reported_costs,
+    matching_trials_join_a_claim,
 );
 
 const SWEEP: &str = "\
@@ -780,4 +781,47 @@ async fn merged_points_logs_and_reported_costs(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(left.rows[0][0], crate::store::Value::Int(0));
+}
+
+/// `claim_matching` claims the claimable trials that the predicate accepts (the other learning
+/// rate of the same size), each with its own attempt and `claimed` event, and never a trial
+/// another worker holds.
+async fn matching_trials_join_a_claim(backend: Backend) {
+    let Some((_dir, store, id, _)) = fresh(backend, "matching_trials_join_a_claim").await else {
+        return;
+    };
+    let first = store.claim(id, "h:1", "cuda:0").await.unwrap().unwrap();
+    let model = first.config.burn().unwrap().model.clone();
+    let same_size = |job: &Job| job.burn().is_some_and(|c| c.model == model);
+    let more = store
+        .claim_matching(id, "h:1", "cuda:0", None, 3, same_size)
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 1, "one other learning rate of this size");
+    let other = &more[0];
+    assert_ne!(other.key, first.key);
+    assert_eq!(other.config.burn().unwrap().model, model);
+    assert_ne!(
+        other.config.burn().unwrap().optim.lr,
+        first.config.burn().unwrap().optim.lr
+    );
+    assert_eq!(other.attempt, 1);
+    assert!(store.heartbeat(other, "h:1", 1, None).await.unwrap());
+    let events = store.events(other.trial_id).await.unwrap();
+    assert_eq!(events[0].event, "claimed");
+    // Nothing of this size is left; a second worker's matching claim gets nothing.
+    let none = store
+        .claim_matching(id, "h:2", "cuda:0", None, 3, same_size)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // The predicate decides: the other size's two trials for the second worker.
+    let rest = store
+        .claim_matching(id, "h:2", "cuda:0", None, 5, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|c| c.config.burn().unwrap().model != model));
+    let counts = store.counts(id).await.unwrap();
+    assert_eq!((counts.running, counts.claimable), (4, 0));
 }

@@ -104,21 +104,22 @@ pub fn global_norm_scale<B: AutodiffBackend>(
     Some(ClipScale::new(factor))
 }
 
-/// Sums the squares of every gradient per trial: `[trials, 1]` for each parameter of a stack.
+/// Collects every gradient of a stack as `[trials, n]`, or the sum of its squares by trial.
 struct TrialSquares<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
     trials: usize,
-    total: Option<Tensor<B::InnerBackend, 2>>,
+    how: NormReduction,
+    parts: Vec<Tensor<B::InnerBackend, 2>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for TrialSquares<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
             let per_trial = g.shape().num_elements() / self.trials;
-            let sum = g.reshape([self.trials, per_trial]).square().sum_dim(1);
-            self.total = Some(match self.total.take() {
-                Some(t) => t + sum,
-                None => sum,
+            let rows = g.reshape([self.trials, per_trial]);
+            self.parts.push(match self.how {
+                NormReduction::PerTensor => rows.square().sum_dim(1),
+                NormReduction::Concatenated => rows,
             });
         }
     }
@@ -132,16 +133,24 @@ pub fn stacked_norm_scale<B: AutodiffBackend, M: Module<B>>(
     grads: &GradientsParams,
     trials: usize,
     max_norm: f64,
+    how: NormReduction,
 ) -> Option<ClipScale<B::InnerBackend>> {
     let mut squares = TrialSquares::<B> {
         grads,
         trials,
-        total: None,
+        how,
+        parts: Vec::new(),
     };
     model.visit(&mut squares);
-    let factor = squares
-        .total?
-        .reshape([trials])
+    let parts = squares.parts;
+    let total = match how {
+        NormReduction::PerTensor => parts
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .map(|t| t.reshape([trials])),
+        NormReduction::Concatenated => crate::foreach::sum_of_squares_by_row(parts),
+    }?;
+    let factor = total
         .sqrt()
         .clamp_min(max_norm)
         .recip()

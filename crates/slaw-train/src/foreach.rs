@@ -18,15 +18,24 @@ use burn::tensor::Tensor;
 /// The sum of the squares of every element of `tensors`, as a `[1]` tensor; `None` for an
 /// empty list.
 pub fn sum_of_squares<B: Backend>(tensors: Vec<Tensor<B, 1>>) -> Option<Tensor<B, 1>> {
-    if tensors.is_empty() {
-        return None;
-    }
+    let rows = tensors
+        .into_iter()
+        .map(|t| t.unsqueeze_dim::<2>(0))
+        .collect();
+    sum_of_squares_by_row(rows)
+}
+
+/// Row `i` of the result is the sum of the squares of row `i` of every tensor of `tensors`
+/// (each `[rows, n_k]`, the same number of rows): the squared gradient norm of each trial of a
+/// stack, whose gradients have the trial axis first. `None` for an empty list.
+pub fn sum_of_squares_by_row<B: Backend>(tensors: Vec<Tensor<B, 2>>) -> Option<Tensor<B, 1>> {
+    let rows = tensors.first()?.dims()[0];
     #[cfg(feature = "cuda")]
     let tensors = match cuda::sum_of_squares(tensors) {
         Ok(total) => return Some(total),
         Err(tensors) => tensors,
     };
-    Some(Tensor::cat(tensors, 0).square().sum())
+    Some(Tensor::cat(tensors, 1).square().sum_dim(1).reshape([rows]))
 }
 
 #[cfg(feature = "cuda")]
@@ -57,27 +66,36 @@ pub(crate) mod cuda {
     const BLOCKS: usize = 132;
     const THREADS: u32 = 256;
 
-    /// `Ok` with the sum when `B` is the f32 CUDA backend, `Err` with the tensors otherwise.
+    /// `Ok` with the sums by row when `B` is the f32 CUDA backend, `Err` with the tensors
+    /// otherwise.
     pub(super) fn sum_of_squares<B: Backend>(
-        tensors: Vec<Tensor<B, 1>>,
-    ) -> Result<Tensor<B, 1>, Vec<Tensor<B, 1>>> {
+        tensors: Vec<Tensor<B, 2>>,
+    ) -> Result<Tensor<B, 1>, Vec<Tensor<B, 2>>> {
         let boxed: Box<dyn Any> = Box::new(tensors);
-        let tensors = match boxed.downcast::<Vec<Tensor<Cuda, 1>>>() {
+        let tensors = match boxed.downcast::<Vec<Tensor<Cuda, 2>>>() {
             Ok(tensors) => *tensors,
-            Err(other) => match other.downcast::<Vec<Tensor<B, 1>>>() {
+            Err(other) => match other.downcast::<Vec<Tensor<B, 2>>>() {
                 Ok(tensors) => return Err(*tensors),
                 Err(_) => unreachable!("the box holds the caller's tensors"),
             },
         };
-        let total: Box<dyn Any> = Box::new(partial_sums(tensors).sum());
+        let rows = tensors[0].dims()[0];
+        let launches = tensors.len().div_ceil(GROUP);
+        let sums = partial_sums(tensors, rows)
+            .reshape([launches, rows, BLOCKS])
+            .sum_dim(2)
+            .sum_dim(0)
+            .reshape([rows]);
+        let total: Box<dyn Any> = Box::new(sums);
         match total.downcast::<Tensor<B, 1>>() {
             Ok(total) => Ok(*total),
             Err(_) => unreachable!("B is the CUDA backend"),
         }
     }
 
-    /// One partial sum of squares per thread block of every launch.
-    fn partial_sums(tensors: Vec<Tensor<Cuda, 1>>) -> Tensor<Cuda, 1> {
+    /// One partial sum of squares per thread block of every launch and row, laid out
+    /// `[launches, rows, BLOCKS]`.
+    fn partial_sums(tensors: Vec<Tensor<Cuda, 2>>, rows: usize) -> Tensor<Cuda, 1> {
         let inputs: Vec<FusionTensor<Runtime>> = tensors
             .into_iter()
             .map(|t| t.into_primitive().tensor())
@@ -86,7 +104,7 @@ pub(crate) mod cuda {
         let launches = inputs.len().div_ceil(GROUP);
         let out = TensorIr::uninit(
             client.create_empty_handle(),
-            Shape::new([launches * BLOCKS]),
+            Shape::new([launches * rows * BLOCKS]),
             DType::F32,
         );
         let streams = OperationStreams::with_inputs(&inputs);
@@ -119,9 +137,11 @@ pub(crate) mod cuda {
                 .iter()
                 .map(|t| {
                     let t = handles.get_float_tensor::<Inner>(t);
-                    // The kernel reads buffers linearly: any order of the elements is fine,
-                    // gaps or overlaps are not.
-                    if t.is_contiguous_buffer() {
+                    // The kernel reads each row as a linear run of the buffer: with one row any
+                    // order of the elements is fine (gaps or overlaps are not); with several,
+                    // the layout must be row-major.
+                    let rows = t.meta.shape()[0];
+                    if (rows == 1 && t.is_contiguous_buffer()) || t.is_contiguous() {
                         t
                     } else {
                         into_contiguous(t)
@@ -129,6 +149,7 @@ pub(crate) mod cuda {
                 })
                 .collect();
             let out = &self.desc.outputs[0];
+            let rows = self.desc.inputs[0].shape[0];
             let client = inputs[0].client.clone();
             let partials = empty_device::<CudaRuntime, f32>(
                 client.clone(),
@@ -140,11 +161,12 @@ pub(crate) mod cuda {
                     group.iter().map(|t| t.clone().into_tensor_arg()).collect();
                 kernel::sum_of_squares_kernel::launch::<CudaRuntime>(
                     &client,
-                    CubeCount::Static(BLOCKS as u32, 1, 1),
+                    CubeCount::Static(BLOCKS as u32, rows as u32, 1),
                     CubeDim::new_1d(THREADS),
                     tensors,
                     partials.clone().into_tensor_arg(),
-                    launch * BLOCKS,
+                    launch * rows * BLOCKS,
+                    rows,
                     THREADS as usize,
                 );
             }
@@ -156,24 +178,31 @@ pub(crate) mod cuda {
     mod kernel {
         use cubecl::prelude::*;
 
-        /// Each thread adds the squares of a grid-strided share of every tensor; each block writes
-        /// the sum of its threads to `partials[offset + block]`.
+        /// The blocks of grid row `y` read row `y` of every tensor (each `rows` equal runs of its
+        /// buffer); each thread adds the squares of a grid-strided share of the row, and each
+        /// block writes the sum of its threads to `partials[offset + y · blocks + x]`.
         #[cube(launch)]
         pub(super) fn sum_of_squares_kernel(
             tensors: Sequence<Tensor<f32>>,
             partials: &mut Tensor<f32>,
             offset: usize,
+            rows: usize,
             #[comptime] threads: usize,
         ) {
-            let stride = CUBE_COUNT * CUBE_DIM as usize;
+            let row = CUBE_POS_Y as usize;
+            let blocks = CUBE_COUNT_X as usize;
+            let stride = blocks * CUBE_DIM as usize;
+            let first = CUBE_POS_X as usize * CUBE_DIM as usize + UNIT_POS as usize;
             let mut acc = 0.0f32;
             let count = comptime![tensors.len()];
             #[unroll]
             for k in 0..count {
                 let t = tensors.index(k);
-                let mut i = ABSOLUTE_POS;
-                while i < t.len() {
-                    let v = t[i];
+                let n = t.len() / rows;
+                let base = row * n;
+                let mut i = first;
+                while i < n {
+                    let v = t[base + i];
                     acc += v * v;
                     i += stride;
                 }
@@ -191,7 +220,7 @@ pub(crate) mod cuda {
                 active /= 2;
             }
             if UNIT_POS == 0 {
-                partials[offset + CUBE_POS] = shared[0];
+                partials[offset + row * blocks + CUBE_POS_X as usize] = shared[0];
             }
         }
     }
@@ -239,6 +268,44 @@ mod tests {
         assert!((f64::from(got[0]) - want).abs() <= 1e-5 * want);
     }
 
+    /// Sums by row against the host's, on the CPU (the concatenation) and, below, on CUDA.
+    fn check_rows<B: Backend>(device: &B::Device) {
+        let ts: Vec<Tensor<B, 2>> = [1usize, 7, 300, 4099, 70_000]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+            .map(|(i, &n)| {
+                Tensor::random([3, n], Distribution::Normal(0.0, 1.0 + i as f64), device)
+            })
+            .collect();
+        let got: Vec<f32> = sum_of_squares_by_row(ts.clone())
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(got.len(), 3);
+        for (row, g) in got.iter().enumerate() {
+            let parts: Vec<Tensor<B, 1>> = ts
+                .iter()
+                .map(|t| {
+                    let n = t.dims()[1];
+                    t.clone().narrow(0, row, 1).reshape([n])
+                })
+                .collect();
+            let want = host_sum(&parts);
+            assert!(
+                (f64::from(*g) - want).abs() <= 1e-5 * want,
+                "row {row}: {g} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn sum_of_squares_by_row_on_the_cpu() {
+        check_rows::<NdArray<f32>>(&Default::default());
+    }
+
     /// The CUDA kernel against the host's sum in f64 (run on the GPU machine:
     /// `cargo test --features cuda -- --ignored`, see bench/gpu_tests.sh).
     #[cfg(feature = "cuda")]
@@ -264,5 +331,18 @@ mod tests {
             .to_vec()
             .unwrap();
         assert!((f64::from(got[0]) - want).abs() <= 1e-5 * want);
+        check_rows::<B>(&device);
+        // Rows of a transposed tensor are not runs of its buffer: it is laid out first.
+        let m = Tensor::<B, 2>::random([48, 3], Distribution::Normal(0.0, 1.0), &device);
+        let rows = m.clone().transpose();
+        let got: Vec<f32> = sum_of_squares_by_row(vec![rows.clone()])
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        for (row, g) in got.iter().enumerate() {
+            let want = host_sum(&[rows.clone().narrow(0, row, 1).reshape([48])]);
+            assert!((f64::from(*g) - want).abs() <= 1e-5 * want, "{g} vs {want}");
+        }
     }
 }

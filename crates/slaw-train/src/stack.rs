@@ -17,7 +17,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::adamw::{AdamWConfig, FusedAdamW, Rate};
-use crate::clipping::stacked_norm_scale;
+use crate::clipping::{stacked_norm_scale, NormReduction};
 use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
 use crate::data::Dataset;
 use crate::model::{set_linear_chunk_rows, Model};
@@ -91,6 +91,7 @@ pub fn train_stack(
             data,
             &Default::default(),
             "ndarray".into(),
+            NormReduction::PerTensor,
             reporters,
         )),
         (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
@@ -103,11 +104,21 @@ pub fn train_stack(
             let dev = CudaDevice::new(*i);
             let name = format!("cuda:{i}");
             Ok(match precision {
-                Precision::F32 => {
-                    train_stack_on::<Autodiff<Cuda<f32, i32>>>(configs, data, &dev, name, reporters)
-                }
+                Precision::F32 => train_stack_on::<Autodiff<Cuda<f32, i32>>>(
+                    configs,
+                    data,
+                    &dev,
+                    name,
+                    NormReduction::Concatenated,
+                    reporters,
+                ),
                 Precision::Bf16 => train_stack_on::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(
-                    configs, data, &dev, name, reporters,
+                    configs,
+                    data,
+                    &dev,
+                    name,
+                    NormReduction::Concatenated,
+                    reporters,
                 ),
             })
         }
@@ -167,6 +178,7 @@ fn train_stack_on<B: AutodiffBackend>(
     data: &Dataset,
     device: &B::Device,
     backend: String,
+    norm_reduction: NormReduction,
     reporters: &mut [&mut dyn Reporter],
 ) -> Vec<Outcome> {
     let first = &configs[0];
@@ -294,10 +306,9 @@ fn train_stack_on<B: AutodiffBackend>(
         });
         pending_steps += 1;
         let grads = GradientsParams::from_grads(losses.sum().backward(), &model);
-        let clip = first
-            .optim
-            .grad_clip
-            .and_then(|max_norm| stacked_norm_scale(&model, &grads, trials, max_norm));
+        let clip = first.optim.grad_clip.and_then(|max_norm| {
+            stacked_norm_scale(&model, &grads, trials, max_norm, norm_reduction)
+        });
         let lrs: Vec<f64> = configs
             .iter()
             .map(|c| learning_rate(&c.optim, step, total_steps))

@@ -17,6 +17,19 @@ use burn::tensor::Tensor;
 
 use crate::model::{examples_per_chunk, linear_chunk_rows, Attention, Block, Vit};
 
+/// The most rows per chunk of a stacked Linear layer: the lone trial's setting, unless
+/// `SLAW_STACK_ROWS` says otherwise (for benchmarks; a large value gives one chunk, a plain
+/// batched product over the trials).
+fn stack_chunk_rows() -> usize {
+    static ROWS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| {
+        std::env::var("SLAW_STACK_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
+    .unwrap_or_else(linear_chunk_rows)
+}
+
 /// Burn's LayerNorm epsilon, which every norm of the ViT keeps (`LayerNormConfig`'s default).
 const LAYER_NORM_EPS: f64 = 1e-5;
 
@@ -57,8 +70,15 @@ impl<B: Backend> StackedLinear<B> {
     fn forward(&self, x: Tensor<B, 3>, tokens: usize) -> Tensor<B, 3> {
         let [trials, rows, d_in] = x.dims();
         let examples = rows / tokens;
-        let per_chunk = examples_per_chunk(examples, tokens, linear_chunk_rows());
+        let per_chunk = examples_per_chunk(examples, tokens, stack_chunk_rows());
         let chunks = examples / per_chunk;
+        if chunks == 1 {
+            let y = x.matmul(self.weight.val());
+            return match &self.bias {
+                Some(b) => y + b.val(),
+                None => y,
+            };
+        }
         let y = x
             .reshape([trials, chunks, per_chunk * tokens, d_in])
             .matmul(self.weight.val().unsqueeze_dim::<4>(1));
