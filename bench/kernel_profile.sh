@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SLAW_EXTRA adds arguments to `slaw bench` (e.g. "--stack 3").
 # Where a training step's GPU time goes: every kernel of `slaw bench` and of bench/torch_step.py
 # timed by Nsight Compute (gpu__time_duration, clocks left alone), for CONFIGS (default: small;
 # slaw under ncu takes ~8 s per profiled step, so give medium a call of its own). Each config runs
@@ -37,7 +38,7 @@ for cfg in ${CONFIGS:-small}; do
     for steps in "$A" "$B"; do
         case " $FRAMEWORKS " in *" slaw "*)
             profile slaw "$cfg" "$steps" "$SLAW" bench --model vit ${ARGS[$cfg]} --steps "$steps" \
-                --warmup "$W" --device cuda:0 ;; esac
+                --warmup "$W" --device cuda:0 ${SLAW_EXTRA:-} ;; esac
         case " $FRAMEWORKS " in *" torch "*)
             profile torch "$cfg" "$steps" python3 bench/torch_step.py ${ARGS[$cfg]} --steps "$steps" \
                 --warmup "$W" --mode f32 ;; esac

@@ -4,7 +4,8 @@
 #   CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
 #   strip -o gpu/slaw-cuda target/release/slaw && xz -6 gpu/slaw-cuda 
 # PART is one of: step, sweepstep, large, cpu, sweep (slaw --mps auto, then PyTorch), sweep-nomps
-# (slaw --mps off), checks, cache, convnet, all. SLAW_RUNS / TORCH_RUNS (comma-separated, or
+# (slaw --mps off), checks, cache, convnet, all. SLAW_RUN_ARGS adds arguments to the sweeps'
+# `slaw run` (e.g. "--stack 1"). SLAW_RUNS / TORCH_RUNS (comma-separated, or
 # none) narrow the step modes; SKIP_TORCH_SWEEP, SKIP_OOM, SKIP_BF16 leave parts out. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
@@ -79,7 +80,7 @@ slaw_sweep() { # MODE TAG: the 24-trial grid through slaw, packed on one GPU, wi
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
     timeout -k 15 "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
-        --device cuda:0 --mps "$mode" --no-progress --no-fit > "$OUT/$tag.log" 2>&1
+        --device cuda:0 --mps "$mode" --no-progress --no-fit ${SLAW_RUN_ARGS:-} > "$OUT/$tag.log" 2>&1
     rc=$?
     end=$(date +%s.%N)
     tail -15 "$OUT/$tag.log"

@@ -225,12 +225,19 @@ async fn stacked_trials_end_as_they_end_alone() {
             );
         }
         let store = sb.store().await;
+        let mut last_walls = Vec::new();
         for t in &trials {
             if t.state.as_str() == "completed" {
-                assert_eq!(store.metrics(t.id).await.unwrap().len(), 3, "{t:?}");
+                let metrics = store.metrics(t.id).await.unwrap();
+                assert_eq!(metrics.len(), 3, "{t:?}");
+                last_walls.push((t.params, metrics[2].wall_seconds));
             }
         }
         store.close().await;
+        // A stack evaluates its trials together: their clocks agree to the last digit.
+        last_walls.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let shared = last_walls.windows(2).any(|w| w[0] == w[1]);
+        assert_eq!(shared, stack == "3", "{last_walls:?}");
         finals.push(
             trials
                 .into_iter()

@@ -129,7 +129,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     mps: MpsArg,
     /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
-    /// auto: 4 on a GPU, 1 on the CPU); overrides the sweep's execution.stack.
+    /// auto: 4 where a worker has a GPU to itself, else 1); overrides execution.stack.
     #[arg(long)]
     stack: Option<crate::spec::Stack>,
     /// A trial whose worker has not heartbeaten for this long is taken back.
@@ -209,7 +209,7 @@ struct WorkerArgs {
     #[arg(long)]
     linger: bool,
     /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
-    /// auto: 4 on a GPU, 1 on the CPU); overrides the sweep's execution.stack.
+    /// auto: 4 where a worker has a GPU to itself, else 1); overrides execution.stack.
     #[arg(long)]
     stack: Option<crate::spec::Stack>,
     /// Print nothing but errors.
@@ -536,6 +536,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     if layout.per_device.is_some() {
         println!("  {}", mps.describe());
     }
+    if layout.stack > 1 {
+        println!(
+            "  trials of one shape train in stacks of up to {} (execution.stack, --stack)",
+            layout.stack
+        );
+    }
     let stop = stop_flag(true);
     let exe = std::env::current_exe().context("locating the slaw executable")?;
     let options = LocalOptions {
@@ -549,7 +555,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         poll: Duration::from_millis(500),
-        stack: args.stack,
+        stack: Some(crate::spec::Stack::Count(layout.stack as u32)),
     };
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
     let mut view = progress::RunView::new(interactive);

@@ -105,6 +105,8 @@ pub struct Layout {
     pub per_device: Option<usize>,
     /// CPU threads per worker, when on the CPU.
     pub threads_per_job: Option<usize>,
+    /// The most trials each worker trains as one stack.
+    pub stack: usize,
 }
 
 /// The worker slots for `spec` on `devices`: on the CPU `jobs` workers (default 1) sharing the
@@ -125,8 +127,10 @@ pub fn layout(
             slots: vec![ComputeDevice::Cpu; jobs],
             per_device: None,
             threads_per_job: Some((cores / jobs).max(1)),
+            stack: stack_override.unwrap_or(spec.stack).limit(false),
         };
     }
+    let requested = stack_override.unwrap_or(spec.stack);
     let k = match per_device_override.unwrap_or(spec.per_device) {
         PerDevice::Count(k) => k as usize,
         PerDevice::Auto => {
@@ -134,7 +138,10 @@ pub fn layout(
             let configs: Vec<&TrialConfig> =
                 plan.trials.iter().filter_map(|t| t.config.burn()).collect();
             let smallest = gpu_memory().into_iter().min().unwrap_or(16 << 30);
-            let stack = stack_override.unwrap_or(spec.stack).limit(true);
+            let stack = match requested {
+                Stack::Count(n) => n as usize,
+                Stack::Auto => 1,
+            };
             let fit = per_device(&configs, smallest, stack);
             if configs.is_empty() {
                 fit
@@ -145,12 +152,21 @@ pub fn layout(
         }
     };
     let jobs = jobs.unwrap_or(devices.len() * k).max(1);
+    // `auto` stacks where a worker has its GPU to itself: trials packed on a GPU under MPS
+    // already keep it busy, and the packed benchmark sweep ran 10 % slower with stacks
+    // (docs/PERFORMANCE.md).
+    let stack = match requested {
+        Stack::Count(n) => (n as usize).max(1),
+        Stack::Auto if jobs <= devices.len() => Stack::AUTO_CUDA,
+        Stack::Auto => 1,
+    };
     Layout {
         slots: (0..jobs)
             .map(|i| devices[i % devices.len()].clone())
             .collect(),
         per_device: Some(k),
         threads_per_job: None,
+        stack,
     }
 }
 
@@ -247,8 +263,17 @@ train:
             3
         );
         assert_eq!(two.per_device, Some(3));
+        assert_eq!(two.stack, 1, "auto: no stacks on a shared GPU");
         let one_each = layout(&spec, &gpus, None, None, None);
         assert_eq!(one_each.slots, gpus.to_vec());
+        assert_eq!(
+            one_each.stack,
+            Stack::AUTO_CUDA,
+            "auto: stacks on a GPU of its own"
+        );
+        assert_eq!(cpu.stack, 1);
+        let forced = layout(&spec, &gpus, None, None, Some(Stack::Count(2)));
+        assert_eq!(forced.stack, 2);
     }
 
     /// `auto` never packs more Burn workers per GPU than the host's cores can feed (CI's two

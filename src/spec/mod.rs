@@ -554,32 +554,28 @@ impl SweepSpec {
 /// learning rate, schedule and seed may differ) a worker trains as one stacked model
 /// (`slaw_train::stack`): each trial's numbers are those it reaches alone, and a step costs
 /// about one trial's kernel launches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stack {
     /// At most this many (1: every trial alone).
     Count(u32),
-    /// [`Stack::AUTO_CUDA`] on a GPU, 1 on the CPU.
+    /// [`Stack::AUTO_CUDA`] where a worker has a GPU to itself (one trial per GPU, workers
+    /// started by hand or by Slurm), 1 where trials share a GPU and on the CPU.
+    #[default]
     Auto,
 }
 
 impl Stack {
-    /// The largest stack `auto` builds on a GPU.
+    /// The largest stack `auto` builds on a GPU of its own.
     pub const AUTO_CUDA: usize = 4;
 
-    /// The largest stack on a device (`cuda`: whether it is a GPU).
+    /// The largest stack of a worker that has its device to itself (`cuda`: a GPU).
     pub fn limit(self, cuda: bool) -> usize {
         match self {
             Stack::Count(n) => n.max(1) as usize,
             Stack::Auto if cuda => Self::AUTO_CUDA,
             Stack::Auto => 1,
         }
-    }
-}
-
-impl Default for Stack {
-    fn default() -> Self {
-        Stack::Auto
     }
 }
 

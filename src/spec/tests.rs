@@ -92,11 +92,35 @@ fn burn_sweeps_store_as_before() {
             "precision",
             "retries",
             "seeds",
-            "sizes"
+            "sizes",
+            "stack"
         ]
     );
-    let back: SweepSpec = serde_json::from_value(json).unwrap();
+    let back: SweepSpec = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(back, s);
+    // A sweep stored before stacks existed reads back with `auto`.
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("stack");
+    let back: SweepSpec = serde_json::from_value(old).unwrap();
+    assert_eq!(back.stack, crate::spec::Stack::Auto);
+}
+
+#[test]
+fn stack_takes_a_count_or_auto() {
+    let with = |v: &str| format!("{GOOD}execution: {{stack: {v}}}\n");
+    assert_eq!(
+        parse(&with("3"), "x.yaml").unwrap().stack,
+        crate::spec::Stack::Count(3)
+    );
+    assert_eq!(
+        parse(&with("auto"), "x.yaml").unwrap().stack,
+        crate::spec::Stack::Auto
+    );
+    for bad in ["0", "many", "-2"] {
+        let p = problems(&with(bad));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].path, "execution.stack", "{bad}");
+    }
 }
 
 #[test]
