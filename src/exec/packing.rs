@@ -14,6 +14,9 @@ use crate::spec::{PerDevice, Stack, SweepSpec};
 /// Bytes a CUDA context and Burn's allocator pools take per process before any tensor.
 pub const PROCESS_OVERHEAD: u64 = 700 << 20;
 
+/// At most this many trials in one stack on a GPU.
+pub const MAX_STACK: usize = 64;
+
 /// At most this many trials share a GPU (each worker also needs a CPU core to launch kernels).
 pub const MAX_PER_DEVICE: usize = 8;
 
@@ -170,8 +173,14 @@ pub fn layout(
     }
 }
 
-/// Memory of each visible GPU in bytes (`nvidia-smi`), empty when none is visible.
+/// Memory of each visible GPU in bytes (`nvidia-smi`, asked once per process), empty when none
+/// is visible.
 pub fn gpu_memory() -> Vec<u64> {
+    static MEMORY: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    MEMORY.get_or_init(query_gpu_memory).clone()
+}
+
+fn query_gpu_memory() -> Vec<u64> {
     std::process::Command::new("nvidia-smi")
         .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
         .output()

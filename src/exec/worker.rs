@@ -215,11 +215,19 @@ pub async fn run_worker(
         let info = &sweeps[&claimed.sweep_id];
         // Trials that can share a stack with this one join it, up to the stack limit.
         let mut members = vec![claimed];
-        let room = opts
+        let mut room = opts
             .stack
             .unwrap_or(info.stack)
             .limit(matches!(opts.device, ComputeDevice::Cuda(_)))
             .min(opts.max_trials.map_or(usize::MAX, |m| m - ran));
+        // A retried trial runs alone, so that a stack that failed (out of memory, say) is not
+        // formed again.
+        if members[0].attempt > 1 {
+            room = 1;
+        }
+        if let Some(config) = burn_config(&members[0]) {
+            room = room.min(stack_fits(&opts.device, config));
+        }
         if let Some(config) = burn_config(&members[0]).filter(|c| room > 1 && stackable(c, c)) {
             let config = config.clone();
             let more = store
@@ -338,6 +346,21 @@ fn load_data(
         .map_err(|e| e.to_string())?
         .insert(key, loaded.clone());
     Ok(loaded)
+}
+
+/// The largest stack of trials like `config` whose estimated memory fits in 85 % of the GPU's
+/// (at least 1; no limit on the CPU).
+fn stack_fits(device: &ComputeDevice, config: &slaw_train::TrialConfig) -> usize {
+    let ComputeDevice::Cuda(index) = device else {
+        return usize::MAX;
+    };
+    let Some(&available) = super::packing::gpu_memory().get(*index) else {
+        return 1;
+    };
+    (2..=super::packing::MAX_STACK)
+        .take_while(|&n| super::packing::stack_memory(config, n) as f64 <= 0.85 * available as f64)
+        .last()
+        .unwrap_or(1)
 }
 
 /// On a GPU, refuses a trial whose estimated memory exceeds the device's by more than a
