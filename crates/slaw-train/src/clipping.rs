@@ -34,27 +34,6 @@ pub enum NormReduction {
     Concatenated,
 }
 
-/// Collects every parameter's gradient, flattened, or the sum of its squares.
-struct GradSquares<'a, B: AutodiffBackend> {
-    grads: &'a GradientsParams,
-    how: NormReduction,
-    parts: Vec<Tensor<B::InnerBackend, 1>>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for GradSquares<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            self.parts.push(match self.how {
-                NormReduction::PerTensor => g.square().sum(),
-                NormReduction::Concatenated => {
-                    let n = g.shape().num_elements();
-                    g.reshape([n])
-                }
-            });
-        }
-    }
-}
-
 /// The factor `min(1, max_norm / ‖g‖)` of global-norm clipping, on the device, one per trial
 /// of a stack (one for a lone trial), shaped for every rank so that applying it to a gradient
 /// is a single multiplication, which burn-fusion can fuse into whatever consumes the gradient
@@ -85,23 +64,7 @@ pub fn global_norm_scale<B: AutodiffBackend>(
     max_norm: f64,
     how: NormReduction,
 ) -> Option<ClipScale<B::InnerBackend>> {
-    let mut squares = GradSquares::<B> {
-        grads,
-        how,
-        parts: Vec::new(),
-    };
-    model.visit(&mut squares);
-    let parts = squares.parts;
-    let total = match how {
-        NormReduction::PerTensor => parts.into_iter().reduce(|a, b| a + b),
-        NormReduction::Concatenated => crate::foreach::sum_of_squares(parts),
-    }?;
-    let factor = total
-        .sqrt()
-        .clamp_min(max_norm)
-        .recip()
-        .mul_scalar(max_norm);
-    Some(ClipScale::new(factor))
+    stacked_norm_scale(model, grads, 1, max_norm, how)
 }
 
 /// Collects every gradient of a stack as `[trials, n]`, or the sum of its squares by trial.

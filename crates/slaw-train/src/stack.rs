@@ -25,9 +25,9 @@ use crate::per_trial::PerTrial;
 use crate::schedule::learning_rate;
 use crate::stacked::StackedVit;
 use crate::trainer::{
-    host_values, init_model, linear_chunk_rows, model_inputs, one_hot, readback_interval,
-    score_logits, BatchOrder, ComputeDevice, Evaluation, Outcome, Progress, Reporter, StartInfo,
-    Summary, TrainError,
+    host_values, init_model, linear_chunk_rows, readback_interval, score_logits, BatchOrder,
+    ComputeDevice, DeviceData, Evaluation, Outcome, Progress, Reporter, StartInfo, Summary,
+    TrainError,
 };
 
 /// Whether `a` and `b` can train in one stack: a ViT classifier trained by AdamW without
@@ -208,29 +208,13 @@ fn train_stack_on<B: AutodiffBackend>(
         weight_decay: first.optim.weight_decay,
     });
 
-    let n_train = data.train.len();
-    let train_x = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(
-            model_inputs(&data.train, data, &first.model),
-            [n_train, features],
-        ),
-        device,
-    );
-    let train_y = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(one_hot(&data.train.labels, classes), [n_train, classes]),
-        device,
-    );
-    let n_val = first
-        .eval
-        .max_examples
-        .map_or(data.validation.len(), |m| m.min(data.validation.len()));
-    let val_labels = &data.validation.labels[..n_val];
-    let mut val_inputs = model_inputs(&data.validation, data, &first.model);
-    val_inputs.truncate(n_val * features);
-    let val_x = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(val_inputs, [n_val, features]),
-        device,
-    );
+    let DeviceData {
+        train_x,
+        train_y,
+        val_x,
+        val_labels,
+    } = DeviceData::<B::InnerBackend>::load(first, data, device);
+    let (n_train, n_val) = (data.train.len(), val_labels.len());
 
     let total_steps = first.total_steps();
     let eval_steps = first.eval.steps(total_steps);

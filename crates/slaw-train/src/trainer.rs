@@ -471,6 +471,49 @@ pub(crate) fn readback_interval(total_steps: u64) -> u64 {
     (total_steps / 100).clamp(10, 50)
 }
 
+/// A trial's examples on the device, laid out as its model consumes them.
+pub(crate) struct DeviceData<'a, B: Backend> {
+    /// Training inputs `[examples, features]`.
+    pub(crate) train_x: Tensor<B, 2>,
+    /// One-hot training targets `[examples, classes]`.
+    pub(crate) train_y: Tensor<B, 2>,
+    /// Validation inputs, at most `eval.max_examples` of them.
+    pub(crate) val_x: Tensor<B, 2>,
+    /// Their labels.
+    pub(crate) val_labels: &'a [u32],
+}
+
+impl<'a, B: Backend> DeviceData<'a, B> {
+    pub(crate) fn load(config: &TrialConfig, data: &'a Dataset, device: &B::Device) -> Self {
+        let (features, classes) = (data.shape.features(), data.shape.classes);
+        let n_train = data.train.len();
+        let train_x = Tensor::from_data(
+            TensorData::new(
+                model_inputs(&data.train, data, &config.model),
+                [n_train, features],
+            ),
+            device,
+        );
+        let train_y = Tensor::from_data(
+            TensorData::new(one_hot(&data.train.labels, classes), [n_train, classes]),
+            device,
+        );
+        let n_val = config
+            .eval
+            .max_examples
+            .map_or(data.validation.len(), |m| m.min(data.validation.len()));
+        let mut val_inputs = model_inputs(&data.validation, data, &config.model);
+        val_inputs.truncate(n_val * features);
+        let val_x = Tensor::from_data(TensorData::new(val_inputs, [n_val, features]), device);
+        Self {
+            train_x,
+            train_y,
+            val_x,
+            val_labels: &data.validation.labels[..n_val],
+        }
+    }
+}
+
 /// The order in which a trial sees its training examples: a fresh shuffle of all of them each
 /// epoch, drawn from the trial's seed; batches run across epoch boundaries.
 pub(crate) struct BatchOrder {
@@ -538,33 +581,16 @@ fn train_on<B: AutodiffBackend>(
     reporter: &mut dyn Reporter,
 ) -> Outcome {
     let classes = data.shape.classes;
-    let features = data.shape.features();
     let mut model = init_model::<B>(&config.model, &data.shape, config.seed, device);
     let mut optim = Optim::<B>::new(config);
 
-    let n_train = data.train.len();
-    let train_x = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(
-            model_inputs(&data.train, data, &config.model),
-            [n_train, features],
-        ),
-        device,
-    );
-    let train_y = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(one_hot(&data.train.labels, classes), [n_train, classes]),
-        device,
-    );
-    let n_val = config
-        .eval
-        .max_examples
-        .map_or(data.validation.len(), |m| m.min(data.validation.len()));
-    let val_labels = &data.validation.labels[..n_val];
-    let mut val_inputs = model_inputs(&data.validation, data, &config.model);
-    val_inputs.truncate(n_val * features);
-    let val_x = Tensor::<B::InnerBackend, 2>::from_data(
-        TensorData::new(val_inputs, [n_val, features]),
-        device,
-    );
+    let DeviceData {
+        train_x,
+        train_y,
+        val_x,
+        val_labels,
+    } = DeviceData::<B::InnerBackend>::load(config, data, device);
+    let (n_train, n_val) = (data.train.len(), val_labels.len());
 
     let total_steps = config.total_steps();
     let eval_steps = config.eval.steps(total_steps);
