@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
@@ -18,16 +17,16 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::adamw::{AdamWConfig, FusedAdamW, Rate};
 use crate::clipping::{stacked_norm_scale, NormReduction};
-use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
+use crate::config::{ModelConfig, Optimizer, TrialConfig};
 use crate::data::Dataset;
-use crate::model::{set_linear_chunk_rows, Model};
+use crate::model::Model;
 use crate::per_trial::PerTrial;
 use crate::schedule::learning_rate;
 use crate::stacked::StackedVit;
 use crate::trainer::{
-    host_values, init_model, linear_chunk_rows, readback_interval, score_logits, BatchOrder,
-    ComputeDevice, DeviceData, Evaluation, Outcome, Progress, Reporter, StartInfo, Summary,
-    TrainError,
+    host_values, init_model, on_backend, readback_interval, score_logits, BatchOrder,
+    ComputeDevice, DeviceData, Evaluation, OnBackend, Outcome, Progress, Reporter, StartInfo,
+    Summary, TrainError,
 };
 
 /// Whether `a` and `b` can train in one stack: a ViT classifier trained by AdamW without
@@ -84,49 +83,38 @@ pub fn train_stack(
             first.model, c.model
         )));
     }
-    set_linear_chunk_rows(linear_chunk_rows(device));
-    match (device, first.precision) {
-        (ComputeDevice::Cpu, Precision::F32) => Ok(train_stack_on::<Autodiff<NdArray<f32>>>(
+    struct Stack<'a, 'b> {
+        configs: &'a [TrialConfig],
+        data: &'a Dataset,
+        reporters: &'a mut [&'b mut (dyn Reporter + 'b)],
+    }
+    impl OnBackend for Stack<'_, '_> {
+        type Output = Vec<Outcome>;
+        fn run<B: AutodiffBackend>(
+            self,
+            device: &B::Device,
+            backend: String,
+            norm_reduction: NormReduction,
+        ) -> Vec<Outcome> {
+            train_stack_on::<B>(
+                self.configs,
+                self.data,
+                device,
+                backend,
+                norm_reduction,
+                self.reporters,
+            )
+        }
+    }
+    on_backend(
+        device,
+        first.precision,
+        Stack {
             configs,
             data,
-            &Default::default(),
-            "ndarray".into(),
-            NormReduction::PerTensor,
             reporters,
-        )),
-        (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
-            "precision bf16 needs a CUDA device (--device cuda); the CPU backend trains in f32"
-                .into(),
-        )),
-        #[cfg(feature = "cuda")]
-        (ComputeDevice::Cuda(i), precision) => {
-            use burn::backend::cuda::{Cuda, CudaDevice};
-            let dev = CudaDevice::new(*i);
-            let name = format!("cuda:{i}");
-            Ok(match precision {
-                Precision::F32 => train_stack_on::<Autodiff<Cuda<f32, i32>>>(
-                    configs,
-                    data,
-                    &dev,
-                    name,
-                    NormReduction::Concatenated,
-                    reporters,
-                ),
-                Precision::Bf16 => train_stack_on::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(
-                    configs,
-                    data,
-                    &dev,
-                    name,
-                    NormReduction::Concatenated,
-                    reporters,
-                ),
-            })
-        }
-        #[cfg(not(feature = "cuda"))]
-        (ComputeDevice::Cuda(_), _) => Err(TrainError::Unsupported(
-            "this slaw was built without CUDA; rebuild with `--features cuda`".into(),
-        )),
-    }
+        },
+    )
 }
 
 /// Mean cross-entropy and accuracy of every trial of `model` on `inputs`, one forward pass
@@ -197,8 +185,7 @@ fn train_stack_on<B: AutodiffBackend>(
             .collect();
         StackedVit::stack(&models.iter().collect::<Vec<_>>())
     };
-    let config = first.optim.optimizer.clone();
-    let Optimizer::AdamW { beta1, beta2, eps } = config else {
+    let Optimizer::AdamW { beta1, beta2, eps } = first.optim.optimizer else {
         unreachable!("stackable trials train with AdamW")
     };
     let mut optim = FusedAdamW::<B>::new(AdamWConfig {

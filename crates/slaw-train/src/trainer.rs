@@ -202,15 +202,67 @@ pub fn train(
     device: &ComputeDevice,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, TrainError> {
-    crate::model::set_linear_chunk_rows(linear_chunk_rows(device));
-    match (device, config.precision) {
-        (ComputeDevice::Cpu, Precision::F32) => Ok(train_on::<Autodiff<NdArray<f32>>>(
+    struct Lone<'a, 'r> {
+        config: &'a TrialConfig,
+        data: &'a Dataset,
+        reporter: &'a mut (dyn Reporter + 'r),
+    }
+    impl OnBackend for Lone<'_, '_> {
+        type Output = Outcome;
+        fn run<B: AutodiffBackend>(
+            self,
+            device: &B::Device,
+            backend: String,
+            norm_reduction: NormReduction,
+        ) -> Outcome {
+            train_on::<B>(
+                self.config,
+                self.data,
+                device,
+                backend,
+                norm_reduction,
+                self.reporter,
+            )
+        }
+    }
+    on_backend(
+        device,
+        config.precision,
+        Lone {
             config,
             data,
+            reporter,
+        },
+    )
+}
+
+/// Training generic over the Burn backend, run by [`on_backend`] on the backend that a device
+/// and a precision pick.
+pub(crate) trait OnBackend {
+    type Output;
+    /// Runs on backend `B`, on `device` (named `backend` for reports), summing gradient norms
+    /// as `norm_reduction` suits the backend.
+    fn run<B: AutodiffBackend>(
+        self,
+        device: &B::Device,
+        backend: String,
+        norm_reduction: NormReduction,
+    ) -> Self::Output;
+}
+
+/// Runs `work` on the backend of `device` and `precision`: ndarray (f32) on the CPU, CubeCL's
+/// CUDA backend (f32 or bf16) on a GPU; an error for a combination this build cannot run.
+pub(crate) fn on_backend<W: OnBackend>(
+    device: &ComputeDevice,
+    precision: Precision,
+    work: W,
+) -> Result<W::Output, TrainError> {
+    crate::model::set_linear_chunk_rows(linear_chunk_rows(device));
+    match (device, precision) {
+        (ComputeDevice::Cpu, Precision::F32) => Ok(work.run::<Autodiff<NdArray<f32>>>(
             &Default::default(),
             "ndarray".into(),
             NormReduction::PerTensor,
-            reporter,
         )),
         (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
             "precision bf16 needs a CUDA device (--device cuda); the CPU backend trains in f32"
@@ -221,23 +273,12 @@ pub fn train(
             use burn::backend::cuda::{Cuda, CudaDevice};
             let dev = CudaDevice::new(*i);
             let name = format!("cuda:{i}");
+            let reduction = NormReduction::Concatenated;
             Ok(match precision {
-                Precision::F32 => train_on::<Autodiff<Cuda<f32, i32>>>(
-                    config,
-                    data,
-                    &dev,
-                    name,
-                    NormReduction::Concatenated,
-                    reporter,
-                ),
-                Precision::Bf16 => train_on::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(
-                    config,
-                    data,
-                    &dev,
-                    name,
-                    NormReduction::Concatenated,
-                    reporter,
-                ),
+                Precision::F32 => work.run::<Autodiff<Cuda<f32, i32>>>(&dev, name, reduction),
+                Precision::Bf16 => {
+                    work.run::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(&dev, name, reduction)
+                }
             })
         }
         #[cfg(not(feature = "cuda"))]
