@@ -47,21 +47,30 @@ pub struct StackedLinear<B: Backend> {
     bias: Option<Param<Tensor<B, 3>>>,
 }
 
+/// The vectors `[n]` that `pick` finds in each of `items` as one parameter
+/// `[trials, 1, n]`, or `None` where the first item has none (stacked trials share one shape).
+fn stack_vectors<B: Backend, T>(
+    items: &[&T],
+    pick: impl Fn(&T) -> Option<&Param<Tensor<B, 1>>>,
+) -> Option<Param<Tensor<B, 3>>> {
+    pick(items[0])?;
+    Some(stack_values(
+        items
+            .iter()
+            .map(|item| {
+                let v = pick(item).expect("stacked trials share one shape");
+                v.val().unsqueeze_dim::<2>(0)
+            })
+            .collect(),
+    ))
+}
+
 impl<B: Backend> StackedLinear<B> {
     fn stack(layers: &[&Linear<B>]) -> Self {
-        let weight = stack_values(layers.iter().map(|l| l.weight.val()).collect());
-        let bias = layers[0].bias.is_some().then(|| {
-            stack_values(
-                layers
-                    .iter()
-                    .map(|l| {
-                        let b = l.bias.as_ref().expect("stacked trials share one shape");
-                        b.val().unsqueeze_dim::<2>(0)
-                    })
-                    .collect(),
-            )
-        });
-        Self { weight, bias }
+        Self {
+            weight: stack_values(layers.iter().map(|l| l.weight.val()).collect()),
+            bias: stack_vectors(layers, |l| l.bias.as_ref()),
+        }
     }
 
     /// The layer on `x` `[trials, examples · tokens, d_in]`, batched over chunks of whole
@@ -101,20 +110,10 @@ pub struct StackedLayerNorm<B: Backend> {
 
 impl<B: Backend> StackedLayerNorm<B> {
     fn stack(norms: &[&LayerNorm<B>]) -> Self {
-        let gain = |n: &&LayerNorm<B>| n.gamma.val().unsqueeze_dim::<2>(0);
-        let gamma = stack_values(norms.iter().map(gain).collect());
-        let beta = norms[0].beta.is_some().then(|| {
-            stack_values(
-                norms
-                    .iter()
-                    .map(|n| {
-                        let b = n.beta.as_ref().expect("stacked trials share one shape");
-                        b.val().unsqueeze_dim::<2>(0)
-                    })
-                    .collect(),
-            )
-        });
-        Self { gamma, beta }
+        Self {
+            gamma: stack_vectors(norms, |n| Some(&n.gamma)).expect("a norm has a gain"),
+            beta: stack_vectors(norms, |n| n.beta.as_ref()),
+        }
     }
 
     /// Normalises `x` `[trials, rows, width]` over its last axis.
