@@ -913,23 +913,26 @@ fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
 }
 
 fn resolve_per_device(e: Option<&ExecutionSection>, f: &mut Findings) -> PerDevice {
-    let Some(v) = e.and_then(|e| e.per_device.as_ref()) else {
-        return PerDevice::default();
-    };
-    let text = match v {
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::String(s) => s.clone(),
-        _ => String::from("?"),
-    };
-    text.parse().unwrap_or_else(|e: String| {
-        f.add("execution.per_device", e);
-        PerDevice::default()
-    })
+    count_or_auto(
+        e.and_then(|e| e.per_device.as_ref()),
+        "execution.per_device",
+        f,
+    )
 }
 
 fn resolve_stack(e: Option<&ExecutionSection>, f: &mut Findings) -> Stack {
-    let Some(v) = e.and_then(|e| e.stack.as_ref()) else {
-        return Stack::default();
+    count_or_auto(e.and_then(|e| e.stack.as_ref()), "execution.stack", f)
+}
+
+/// A setting written as a count or `auto` (parsed by `T`'s `FromStr`); absent: the default, an
+/// unreadable value: a problem at `path` and the default.
+fn count_or_auto<T: Default + std::str::FromStr<Err = String>>(
+    value: Option<&serde_yaml::Value>,
+    path: &str,
+    f: &mut Findings,
+) -> T {
+    let Some(v) = value else {
+        return T::default();
     };
     let text = match v {
         serde_yaml::Value::Number(n) => n.to_string(),
@@ -937,8 +940,8 @@ fn resolve_stack(e: Option<&ExecutionSection>, f: &mut Findings) -> Stack {
         _ => String::from("?"),
     };
     text.parse().unwrap_or_else(|e: String| {
-        f.add("execution.stack", e);
-        Stack::default()
+        f.add(path, e);
+        T::default()
     })
 }
 
