@@ -215,32 +215,26 @@ pub async fn run_worker(
         let info = &sweeps[&claimed.sweep_id];
         // Trials that can share a stack with this one join it, up to the stack limit.
         let mut members = vec![claimed];
-        let mut room = opts
-            .stack
-            .unwrap_or(info.stack)
-            .limit(matches!(opts.device, ComputeDevice::Cuda(_)))
-            .min(opts.max_trials.map_or(usize::MAX, |m| m - ran));
-        // A retried trial runs alone, so that a stack that failed (out of memory, say) is not
-        // formed again.
-        if members[0].attempt > 1 {
-            room = 1;
-        }
-        if let Some(config) = burn_config(&members[0]) {
-            room = room.min(stack_fits(&opts.device, config));
-        }
-        if let Some(config) = burn_config(&members[0]).filter(|c| room > 1 && stackable(c, c)) {
-            let config = config.clone();
-            let more = store
-                .claim_matching(
-                    members[0].sweep_id,
-                    &opts.identity,
-                    &opts.device.to_string(),
-                    opts.slurm_job.as_deref(),
-                    room - 1,
-                    |job| matches!(job, Job::Burn(c) if stackable(&config, c)),
-                )
-                .await?;
-            members.extend(more);
+        let stackable_config = burn_config(&members[0])
+            .filter(|c| stackable(c, c))
+            .cloned();
+        if let Some(config) = stackable_config {
+            let left = opts.max_trials.map_or(usize::MAX, |m| m - ran);
+            let room =
+                stack_room(opts, opts.stack.unwrap_or(info.stack), &members[0], &config).min(left);
+            if room > 1 {
+                let more = store
+                    .claim_matching(
+                        members[0].sweep_id,
+                        &opts.identity,
+                        &opts.device.to_string(),
+                        opts.slurm_job.as_deref(),
+                        room - 1,
+                        |job| matches!(job, Job::Burn(c) if stackable(&config, c)),
+                    )
+                    .await?;
+                members.extend(more);
+            }
         }
         ran += members.len();
         for m in &members {
@@ -346,6 +340,22 @@ fn load_data(
         .map_err(|e| e.to_string())?
         .insert(key, loaded.clone());
     Ok(loaded)
+}
+
+/// How many trials the stack of the claimed trial `first` (configured as `config`) may hold:
+/// the stack setting on this worker's device, within the GPU's memory. A retried trial runs
+/// alone, so that a stack that failed (out of memory, say) is not formed again.
+fn stack_room(
+    opts: &WorkerOptions,
+    setting: Stack,
+    first: &Claimed,
+    config: &slaw_train::TrialConfig,
+) -> usize {
+    let limit = setting.limit(matches!(opts.device, ComputeDevice::Cuda(_)));
+    if first.attempt > 1 || limit <= 1 {
+        return 1;
+    }
+    limit.min(stack_fits(&opts.device, config))
 }
 
 /// The largest stack of trials like `config` whose estimated memory fits in 85 % of the GPU's
