@@ -6,12 +6,6 @@
 # config unless TORCH=0. JSON lines, each with "build", go to $OUT/ab-step.jsonl.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-declare -A ARGS=(
-    [small]="--width 128 --depth 4 --heads 4 --image 32 --patch 4 --batch 256"
-    [medium]="--width 384 --depth 6 --heads 6 --image 32 --patch 4 --batch 256"
-    [vit-256]="--width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128"
-    [vit-64]="--width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128"
-)
 for tag in ${BUILDS:-base new}; do
     [ -x "/tmp/slaw-$tag" ] || { xz -dc "gpu/slaw-cuda-$tag.xz" > "/tmp/slaw-$tag" && chmod +x "/tmp/slaw-$tag"; }
 done

@@ -13,12 +13,6 @@ source "$(dirname "$0")/common.sh"
 NCU="${NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)}"
 # slaw bench needs more than warm-up + 20 timed steps.
 A="${STEPS_A:-22}"; B="${STEPS_B:-25}"; W="${WARMUP:-1}"
-declare -A ARGS=(
-    [small]="--width 128 --depth 4 --heads 4 --image 32 --patch 4 --batch 256"
-    [medium]="--width 384 --depth 6 --heads 6 --image 32 --patch 4 --batch 256"
-    [vit-256]="--width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128"
-    [vit-64]="--width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128"
-)
 # SKIP_STEPS=N: ncu lets the first N steps' kernels (an estimate per config, below) run unprofiled
 # (--launch-skip), so that a large config's run profiles a few steps only; both runs skip the
 # same number, so the difference still holds exactly STEPS_B − STEPS_A steps.

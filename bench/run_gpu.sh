@@ -49,14 +49,14 @@ step() { # NAME STEPS WARMUP ARGS...: one config through slaw and torch, with an
 
 if [ "$part" = step ] || [ "$part" = all ]; then
     log "per step: DESIGN.md's small and medium configs"
-    step small 300 50 --width 128 --depth 4 --heads 4 --image 32 --patch 4 --batch 256
-    step medium 200 40 --width 384 --depth 6 --heads 6 --image 32 --patch 4 --batch 256
+    step small 300 50 ${ARGS[small]}
+    step medium 200 40 ${ARGS[medium]}
 fi
 
 if [ "$part" = sweepstep ]; then
     log "per step: the sweep benchmark's largest ViT (vit-256) and smallest (vit-64), alone on the GPU"
-    step vit-256 200 40 --width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128
-    step vit-64 200 40 --width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128
+    step vit-256 200 40 ${ARGS[vit-256]}
+    step vit-64 200 40 ${ARGS[vit-64]}
 fi
 
 if [ "$part" = large ] || [ "$part" = all ]; then

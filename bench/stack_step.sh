@@ -8,12 +8,6 @@
 # $OUT/stack-step.jsonl; the summary prints milliseconds per trial-step (stack time / S).
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-declare -A ARGS=(
-    [vit-64]="--width 64 --depth 2 --heads 2 --image 28 --patch 4 --batch 128"
-    [vit-128]="--width 128 --depth 4 --heads 4 --image 28 --patch 4 --batch 128"
-    [vit-192]="--width 192 --depth 6 --heads 6 --image 28 --patch 4 --batch 128"
-    [vit-256]="--width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128"
-)
 for size in ${SIZES:-vit-64 vit-128 vit-192 vit-256}; do
     for s in ${STACKS:-1 3}; do
         for v in ${VARIANTS:-default}; do
