@@ -748,6 +748,11 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let [device] = devices.as_slice() else {
         bail!("a worker runs on one device; start one worker per GPU");
     };
+    // Before the store's connection threads start: this sets the CUDA driver's cache variables.
+    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
+        crate::exec::worker::install_device_panic_hook();
+        configure_kernel_cache(args.quiet);
+    }
     let store = Store::open(&args.db.db)
         .await
         .with_context(|| format!("opening {}", redact(&args.db.db)))?;
@@ -772,10 +777,6 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         linger: args.linger,
         stack: args.stack,
     };
-    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
-        crate::exec::worker::install_device_panic_hook();
-        configure_kernel_cache(args.quiet);
-    }
     let quiet = args.quiet;
     let mut log = move |event: WorkerEvent| {
         if quiet {
