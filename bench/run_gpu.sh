@@ -79,21 +79,30 @@ slaw_sweep() { # MODE TAG: the 24-trial grid through slaw, packed on one GPU, wi
     log "sweep: 24 trials, slaw packed on one GPU, --mps $mode"
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
+    # Each output line carries its time (Unix seconds), to see where the run's wall time goes.
     timeout -k 15 "${SWEEP_TIMEOUT:-480}" "$SLAW" run bench/sweep-gpu.yaml --db /tmp/bench-sweep.db \
-        --device cuda:0 --mps "$mode" --no-progress --no-fit ${SLAW_RUN_ARGS:-} > "$OUT/$tag.log" 2>&1
-    rc=$?
+        --device cuda:0 --mps "$mode" --no-progress --no-fit ${SLAW_RUN_ARGS:-} 2>&1 \
+        | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done > "$OUT/$tag.log"
+    rc=${PIPESTATUS[0]}
     end=$(date +%s.%N)
     tail -15 "$OUT/$tag.log"
     python3 - "$start" "$end" "$rc" "$mode" <<'PY' | tee "$OUT/$tag.json"
 import json, sqlite3, sys
 start, end, rc, mode = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 db = sqlite3.connect("/tmp/bench-sweep.db")
+# The timeline (seconds from the sweep's start): when each trial was claimed, started training
+# and finished, by which worker, and when its first evaluation point came.
 rows = db.execute("select key, size_name, epochs, lr, state, final_val_loss, wall_seconds, "
-                  "(select count(*) from metrics m where m.trial_id = t.id) from trials t").fetchall()
+                  "(select count(*) from metrics m where m.trial_id = t.id), worker, "
+                  "claimed_at - ?1, started_at - ?1, finished_at - ?1, "
+                  "(select m.wall_seconds from metrics m where m.trial_id = t.id order by m.step limit 1) "
+                  "from trials t order by claimed_at", (start,)).fetchall()
+names = ["key", "size", "epochs", "lr", "state", "val_loss", "seconds", "points", "worker",
+         "claimed", "started", "finished", "first_eval_seconds"]
 print(json.dumps({"framework": "slaw", "mps": mode, "rc": rc, "wall_seconds": end - start, "trials": len(rows),
                   "completed": sum(r[4] == "completed" for r in rows),
                   "with_curves": sum(r[7] > 0 for r in rows),
-                  "results": [dict(zip(["key", "size", "epochs", "lr", "state", "val_loss", "seconds", "points"], r)) for r in rows]}))
+                  "results": [dict(zip(names, r)) for r in rows]}))
 PY
 }
 
