@@ -84,8 +84,9 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         grad_clip: (!args.no_clip).then_some(1.0),
         stack: args.stack,
     };
-    if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
+    if let slaw_train::ComputeDevice::Cuda(index) = device {
         super::configure_kernel_cache(true);
+        super::configure_cuda_wait(*index, true);
     }
     let r = step_time(&spec, device)?;
     let mut v = serde_json::to_value(&r)?;
