@@ -84,9 +84,8 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         grad_clip: (!args.no_clip).then_some(1.0),
         stack: args.stack,
     };
-    if let slaw_train::ComputeDevice::Cuda(index) = device {
+    if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
         super::configure_kernel_cache(true);
-        super::configure_cuda_wait(*index, true);
     }
     let r = step_time(&spec, device)?;
     let mut v = serde_json::to_value(&r)?;

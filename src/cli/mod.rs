@@ -749,10 +749,9 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         bail!("a worker runs on one device; start one worker per GPU");
     };
     // Before the store's connection threads start: this sets the CUDA driver's cache variables.
-    if let (ComputeDevice::Cuda(index), true) = (device, slaw_train::trainer::CUDA_BUILT) {
+    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();
         configure_kernel_cache(args.quiet);
-        configure_cuda_wait(*index, args.quiet);
     }
     let store = Store::open(&args.db.db)
         .await
@@ -863,26 +862,6 @@ pub(crate) fn configure_kernel_cache(quiet: bool) {
             "slaw: warning: could not use {} for the kernel caches",
             cache.display()
         );
-    }
-}
-
-/// Sets how this process's threads wait for CUDA device `index`: `$SLAW_CUDA_WAIT` (`auto`,
-/// `spin`, `yield`, `block`); unset leaves the driver's default.
-pub(crate) fn configure_cuda_wait(index: usize, quiet: bool) {
-    use slaw_train::trainer::{set_cuda_wait, CudaWait};
-    let Some(text) = std::env::var_os("SLAW_CUDA_WAIT") else {
-        return;
-    };
-    let text = text.to_string_lossy();
-    match CudaWait::parse(&text) {
-        Some(wait) => {
-            if !set_cuda_wait(index, wait) && !quiet {
-                eprintln!("slaw: warning: could not set SLAW_CUDA_WAIT={text} on cuda:{index}");
-            }
-        }
-        None => eprintln!(
-            "slaw: warning: SLAW_CUDA_WAIT={text} is not one of auto, spin, yield, block; ignored"
-        ),
     }
 }
 

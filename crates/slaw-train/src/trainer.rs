@@ -108,67 +108,6 @@ pub fn set_kernel_cache(dir: &std::path::Path, which: KernelCache) -> bool {
     }
 }
 
-/// How a CPU thread waits for its GPU to finish queued work (the scheduling flag of the CUDA
-/// primary context, `CU_CTX_SCHED_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CudaWait {
-    /// The driver's choice (spins while the machine has more cores than active contexts).
-    Auto,
-    /// Spin: lowest latency, one busy core per waiting thread.
-    Spin,
-    /// Spin, yielding the core to other threads.
-    Yield,
-    /// Sleep on a synchronisation primitive until the GPU is done: frees the core.
-    Block,
-}
-
-impl CudaWait {
-    /// `auto`, `spin`, `yield` or `block`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "auto" => Some(Self::Auto),
-            "spin" => Some(Self::Spin),
-            "yield" => Some(Self::Yield),
-            "block" => Some(Self::Block),
-            _ => None,
-        }
-    }
-}
-
-/// Sets how the threads of this process wait for CUDA device `index`. Call before the first
-/// trial on that device (the flag applies when the primary context is created); returns false
-/// when the driver refused or when built without CUDA.
-pub fn set_cuda_wait(index: usize, wait: CudaWait) -> bool {
-    #[cfg(feature = "cuda")]
-    {
-        use cudarc::driver::sys::{self, CUctx_flags_enum as F};
-        let flags = match wait {
-            CudaWait::Auto => F::CU_CTX_SCHED_AUTO,
-            CudaWait::Spin => F::CU_CTX_SCHED_SPIN,
-            CudaWait::Yield => F::CU_CTX_SCHED_YIELD,
-            CudaWait::Block => F::CU_CTX_SCHED_BLOCKING_SYNC,
-        } as std::ffi::c_uint;
-        let Ok(ordinal) = std::ffi::c_int::try_from(index) else {
-            return false;
-        };
-        if cudarc::driver::result::init().is_err() {
-            return false;
-        }
-        let mut device: sys::CUdevice = 0;
-        // SAFETY: the driver is initialised; `device` is a valid out-pointer, and the primary
-        // context's flags may be set whether or not the context is active.
-        unsafe {
-            sys::cuDeviceGet(&mut device, ordinal) == sys::CUresult::CUDA_SUCCESS
-                && sys::cuDevicePrimaryCtxSetFlags_v2(device, flags) == sys::CUresult::CUDA_SUCCESS
-        }
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let _ = (index, wait);
-        false
-    }
-}
-
 /// Errors that stop a trial before or outside training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
