@@ -24,9 +24,8 @@ use crate::per_trial::PerTrial;
 use crate::schedule::learning_rate;
 use crate::stacked::StackedVit;
 use crate::trainer::{
-    host_values, init_model, on_backend, readback_interval, score_logits, BatchOrder,
-    ComputeDevice, DeviceData, Evaluation, OnBackend, Outcome, Progress, Reporter, StartInfo,
-    Summary, TrainError,
+    host_values, init_model, on_backend, score_logits, BatchOrder, ComputeDevice, DeviceData,
+    Evaluation, OnBackend, Outcome, Progress, Reporter, StartInfo, StepPlan, Summary, TrainError,
 };
 
 /// Whether `a` and `b` can train in one stack: a ViT classifier trained by AdamW without
@@ -203,10 +202,12 @@ fn train_stack_on<B: AutodiffBackend>(
     } = DeviceData::<B::InnerBackend>::load(first, data, device);
     let (n_train, n_val) = (data.train.len(), val_labels.len());
 
-    let total_steps = first.total_steps();
-    let eval_steps = first.eval.steps(total_steps);
-    let readback = readback_interval(total_steps);
-    let batch = first.batch_size;
+    let StepPlan {
+        total_steps,
+        eval_steps,
+        readback,
+        batch,
+    } = StepPlan::of(first);
     let params = (model.num_params() / trials) as u64;
     let mut members: Vec<Member> = reporters
         .iter_mut()

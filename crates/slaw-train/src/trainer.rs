@@ -74,7 +74,7 @@ pub enum KernelCache {
 /// would keep in `~/.nv/ComputeCache`) moves to `dir/sass`, up to 4 GiB, unless
 /// `CUDA_CACHE_PATH` / `CUDA_CACHE_MAXSIZE` are set: a warm slaw cache then loads its kernels
 /// without the driver compiling them again (5 s per worker on a fresh machine, measured on the
-/// H100). This sets those two variables in the process's environment, so call it before the
+/// machine). This sets those two variables in the process's environment, so call it before the
 /// process starts threads (the driver reads them when CUDA initialises).
 pub fn set_kernel_cache(dir: &std::path::Path, which: KernelCache) -> bool {
     #[cfg(feature = "cuda")]
@@ -522,10 +522,26 @@ fn evaluate_aim<B: Backend>(
     (loss, accuracy)
 }
 
-/// How often the training loss is read back (each read waits for the device): every 10 to 50
-/// steps, about 100 times a trial.
-pub(crate) fn readback_interval(total_steps: u64) -> u64 {
-    (total_steps / 100).clamp(10, 50)
+/// The steps a trial's training loop takes, the same for a lone trial and a stack: how many,
+/// after which to evaluate, how often to read the training loss back, and the batch size.
+pub(crate) struct StepPlan {
+    pub(crate) total_steps: u64,
+    pub(crate) eval_steps: Vec<u64>,
+    /// Every 10 to 50 steps, about 100 times a trial (each read waits for the device).
+    pub(crate) readback: u64,
+    pub(crate) batch: usize,
+}
+
+impl StepPlan {
+    pub(crate) fn of(config: &TrialConfig) -> Self {
+        let total_steps = config.total_steps();
+        Self {
+            total_steps,
+            eval_steps: config.eval.steps(total_steps),
+            readback: (total_steps / 100).clamp(10, 50),
+            batch: config.batch_size,
+        }
+    }
 }
 
 /// A trial's examples on the device, laid out as its model consumes them.
@@ -649,10 +665,12 @@ fn train_on<B: AutodiffBackend>(
     } = DeviceData::<B::InnerBackend>::load(config, data, device);
     let (n_train, n_val) = (data.train.len(), val_labels.len());
 
-    let total_steps = config.total_steps();
-    let eval_steps = config.eval.steps(total_steps);
-    let readback = readback_interval(total_steps);
-    let batch = config.batch_size;
+    let StepPlan {
+        total_steps,
+        eval_steps,
+        readback,
+        batch,
+    } = StepPlan::of(config);
     reporter.started(&StartInfo {
         params: model.num_params() as u64,
         total_steps,
