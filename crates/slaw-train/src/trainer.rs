@@ -73,7 +73,7 @@ pub enum KernelCache {
 /// With [`KernelCache::All`], the CUDA driver's own cache of PTX compiled for this GPU (what it
 /// would keep in `~/.nv/ComputeCache`) moves to `dir/sass`, up to 4 GiB, unless
 /// `CUDA_CACHE_PATH` / `CUDA_CACHE_MAXSIZE` are set: a warm slaw cache then loads its kernels
-/// without the driver compiling them again (5 s per worker on a fresh machine, measured on the
+/// without the driver compiling them again (4–6 s of the benchmark sweep on a fresh H100
 /// machine). This sets those two variables in the process's environment, so call it before the
 /// process starts threads (the driver reads them when CUDA initialises).
 pub fn set_kernel_cache(dir: &std::path::Path, which: KernelCache) -> bool {
