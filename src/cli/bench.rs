@@ -2,12 +2,14 @@
 //! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`; `slaw bench-claims`: the claim throughput of
 //! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
 use slaw_train::config::Precision;
 
+use super::host_profile::HostProfile;
 use crate::exec::bench::{step_time, BenchSpec};
 use crate::exec::parse_devices;
 
@@ -58,6 +60,10 @@ pub(super) struct BenchArgs {
     /// the time per step is then the stack's, for all its trials.
     #[arg(long, default_value_t = 1)]
     stack: usize,
+    /// Sample the host's threads while the benchmark runs and write a flame graph to this SVG
+    /// file and the folded stacks beside it (`.folded`); needs `--features host-profile`.
+    #[arg(long, value_name = "PATH")]
+    host_profile: Option<PathBuf>,
 }
 
 pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
@@ -87,7 +93,16 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
         super::configure_kernel_cache(true);
     }
+    let profile = args
+        .host_profile
+        .as_deref()
+        .map(HostProfile::start)
+        .transpose()?;
     let r = step_time(&spec, device)?;
+    if let Some(profile) = profile {
+        let samples = profile.finish()?;
+        eprintln!("host profile: {samples} samples");
+    }
     let mut v = serde_json::to_value(&r)?;
     v["framework"] = "slaw (burn 0.21)".into();
     v["device"] = device.to_string().into();

@@ -3,6 +3,7 @@
 
 mod bench;
 mod format;
+mod host_profile;
 mod progress;
 mod results;
 

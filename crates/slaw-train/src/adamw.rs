@@ -42,6 +42,11 @@ pub struct FusedAdamW<B: AutodiffBackend> {
     config: AdamWConfig,
     steps: i32,
     moments: HashMap<ParamId, Moments<B::InnerBackend>>,
+    /// On slaw's f32 CUDA backend, update each parameter (shared learning rate) with one
+    /// custom operation (`adamw_kernel`) instead of ~16 tensor operations. On by default;
+    /// `SLAW_ADAMW_KERNEL=0` turns it off (for benchmarks).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    kernel: bool,
 }
 
 impl<B: AutodiffBackend> FusedAdamW<B> {
@@ -50,7 +55,15 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             config,
             steps: 0,
             moments: HashMap::new(),
+            kernel: std::env::var("SLAW_ADAMW_KERNEL").map_or(true, |v| v != "0"),
         }
+    }
+
+    /// Whether to update parameters with the CUDA kernel where it applies (see the field).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn with_kernel(mut self, on: bool) -> Self {
+        self.kernel = on;
+        self
     }
 
     /// One update of every parameter that has a gradient, at learning rate `lr`, each gradient
@@ -105,6 +118,8 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             grads: &mut grads,
             clip,
             moments: &mut self.moments,
+            #[cfg(feature = "cuda")]
+            kernel: self.kernel && crate::adamw_kernel::is_cuda_f32::<B::InnerBackend>(),
         };
         model.map(&mut mapper)
     }
@@ -141,7 +156,7 @@ impl Update {
         &self,
         param: Tensor<Bk, D>,
         grad: Tensor<Bk, D>,
-        moments: Option<(Tensor<Bk, D>, Tensor<Bk, D>)>,
+        moments: Option<MomentPair<Bk, D>>,
         per_trial: Option<PerTrialRates<'_, Bk>>,
     ) -> (Tensor<Bk, D>, Tensor<Bk, D>, Tensor<Bk, D>) {
         let (first, second) = match moments {
@@ -185,6 +200,9 @@ impl Update {
     }
 }
 
+/// The first and second moments of one parameter.
+type MomentPair<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>);
+
 /// Per-trial learning rates and, with weight decay, the per-trial factors `1 − lr · decay`.
 type PerTrialRates<'a, B> = (&'a PerTrial<B>, Option<&'a PerTrial<B>>);
 
@@ -194,6 +212,44 @@ struct Mapper<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     clip: Option<&'a ClipScale<B::InnerBackend>>,
     moments: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
+    /// Update through `adamw_kernel` (shared learning rate, f32 CUDA backend).
+    #[cfg(feature = "cuda")]
+    kernel: bool,
+}
+
+impl<B: AutodiffBackend> Mapper<'_, B> {
+    /// The new parameter and moments: one custom operation on the f32 CUDA backend (shared
+    /// learning rate), [`Update::apply`] otherwise.
+    fn update<const D: usize>(
+        &self,
+        param: Tensor<B::InnerBackend, D>,
+        grad: Tensor<B::InnerBackend, D>,
+        moments: Option<MomentPair<B::InnerBackend, D>>,
+    ) -> [Tensor<B::InnerBackend, D>; 3] {
+        #[cfg(feature = "cuda")]
+        if self.kernel && self.per_trial.is_none() {
+            let u = self.update;
+            let scalars = crate::adamw_kernel::Scalars {
+                lr: u.lr as f32,
+                beta1: u.beta1 as f32,
+                beta2: u.beta2 as f32,
+                keep1: u.keep1 as f32,
+                keep2: u.keep2 as f32,
+                eps: u.eps as f32,
+                decay: u.decay as f32,
+                correction1: u.correction1 as f32,
+                correction2: u.correction2 as f32,
+            };
+            let factor = self.clip.map(|c| c.values());
+            return crate::adamw_kernel::update(param, grad, moments, factor, scalars);
+        }
+        let grad = match self.clip {
+            Some(clip) => grad * clip.shaped::<D>(),
+            None => grad,
+        };
+        let (updated, first, second) = self.update.apply(param, grad, moments, self.per_trial);
+        [updated, first, second]
+    }
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
@@ -202,10 +258,6 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let grad = match self.clip {
-            Some(clip) => grad * clip.shaped::<D>(),
-            None => grad,
-        };
         let moments = self.moments.remove(&id).map(|m| {
             (
                 Tensor::from_primitive(m.first),
@@ -213,9 +265,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
             )
         });
         let require_grad = tensor.is_require_grad();
-        let (updated, first, second) =
-            self.update
-                .apply(tensor.inner(), grad, moments, self.per_trial);
+        let [updated, first, second] = self.update(tensor.inner(), grad, moments);
         self.moments.insert(
             id,
             Moments {

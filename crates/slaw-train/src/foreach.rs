@@ -56,9 +56,9 @@ pub(crate) mod cuda {
     use cubecl::prelude::{CubeCount, CubeDim, SequenceArg};
 
     /// slaw's f32 CUDA backend below burn-fusion, and with it.
-    type Inner = CubeBackend<CudaRuntime, f32, i32, u8>;
-    type Cuda = Fusion<Inner>;
-    type Runtime = FusionCubeRuntime<CudaRuntime>;
+    pub(crate) type Inner = CubeBackend<CudaRuntime, f32, i32, u8>;
+    pub(crate) type Cuda = Fusion<Inner>;
+    pub(crate) type Runtime = FusionCubeRuntime<CudaRuntime>;
 
     /// Tensors read by one launch (the kernel is compiled once per group size).
     pub(crate) const GROUP: usize = 32;

@@ -6,6 +6,7 @@
 //! generics and rebuild quickly (see DESIGN.md, "Compile times").
 //!
 //! - [`adamw`]: AdamW with clipping folded into one fused update per parameter.
+//! - `adamw_kernel` (CUDA builds): that update as one custom operation and kernel.
 //! - [`aim`]: the autoregressive image model (prefix attention, next-patch prediction).
 //! - [`clipping`]: global-norm and adaptive (NFNet) gradient clipping.
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
@@ -22,6 +23,8 @@
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
 pub mod adamw;
+#[cfg(feature = "cuda")]
+mod adamw_kernel;
 pub mod aim;
 pub mod clipping;
 pub mod config;

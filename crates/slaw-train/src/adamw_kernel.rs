@@ -1,0 +1,337 @@
+//! AdamW's update of one parameter as one custom operation of burn-fusion's stream, on slaw's
+//! f32 CUDA backend: one CubeCL kernel that reads the parameter, its gradient, its moments and
+//! the clipping factor and writes the new parameter and moments.
+//!
+//! [`crate::adamw::FusedAdamW`] writes the same update as ~16 tensor operations per parameter.
+//! burn-fusion fuses them into about one kernel, but its thread still handles every one of
+//! them (registration, the search for fusions, the launch plan): measured with
+//! `bench/host_profile.sh`, that thread is the one that bounds a step of the sweep's largest
+//! ViT (103 parameters: ~1 650 of the step's operations were the optimiser's). Here each
+//! parameter costs one operation. The arithmetic is Burn's, in Burn's order; a GPU test checks
+//! it against the tensor-operation path.
+
+use std::any::{Any, TypeId};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device;
+use burn_cubecl::tensor::CubeTensor;
+use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::FusionTensor;
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use cubecl::cuda::CudaRuntime;
+use cubecl::prelude::{CubeCount, CubeDim};
+
+use crate::foreach::cuda::{Cuda, Inner, Runtime};
+
+/// Threads per block of the update kernel.
+const THREADS: u32 = 256;
+
+/// Whether `B` is slaw's f32 CUDA backend, the one the kernel is written for.
+pub(crate) fn is_cuda_f32<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Cuda>()
+}
+
+/// `t` as type `U`, which it is (callers check [`is_cuda_f32`] first): Rust has no
+/// specialisation, so generic code reaches the CUDA-only kernel through `Any`.
+fn cast<T: 'static, U: 'static>(t: T) -> U {
+    match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
+        Ok(u) => *u,
+        Err(_) => unreachable!("cast between different types (is_cuda_f32 not checked)"),
+    }
+}
+
+/// The scalars of one step, in f32 as the kernel takes them (see `adamw::Update`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scalars {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub keep1: f32,
+    pub keep2: f32,
+    pub eps: f32,
+    pub decay: f32,
+    pub correction1: f32,
+    pub correction2: f32,
+}
+
+/// One AdamW step of one parameter: the new parameter and its new first and second moments.
+/// `moments` is `None` at the first step (zero moments); `factor` (`[1]`) multiplies the
+/// gradient first (global-norm clipping). `B` must be the f32 CUDA backend ([`is_cuda_f32`]).
+pub(crate) fn update<B: Backend, const D: usize>(
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+    factor: Option<Tensor<B, 1>>,
+    scalars: Scalars,
+) -> [Tensor<B, D>; 3] {
+    let fusion = |t: Tensor<B, D>| -> FusionTensor<Runtime> {
+        cast::<_, Tensor<Cuda, D>>(t).into_primitive().tensor()
+    };
+    let param = fusion(param);
+    let shape = param.shape.clone();
+    let has_moments = moments.is_some();
+    let has_factor = factor.is_some();
+    let mut inputs = vec![param, fusion(grad)];
+    if let Some((m, v)) = moments {
+        inputs.push(fusion(m));
+        inputs.push(fusion(v));
+    }
+    if let Some(f) = factor {
+        inputs.push(cast::<_, Tensor<Cuda, 1>>(f).into_primitive().tensor());
+    }
+    let client = inputs[0].client.clone();
+    let outputs: Vec<TensorIr> = (0..3)
+        .map(|_| TensorIr::uninit(client.create_empty_handle(), shape.clone(), DType::F32))
+        .collect();
+    let streams = OperationStreams::with_inputs(&inputs);
+    let irs: Vec<TensorIr> = inputs.into_iter().map(|t| t.into_ir()).collect();
+    let desc = CustomOpIr::new("slaw_adamw", &irs, &outputs);
+    let op = AdamWUpdate {
+        desc: desc.clone(),
+        scalars,
+        has_moments,
+        has_factor,
+    };
+    let mut out = client
+        .register(streams, OperationIr::Custom(desc), op)
+        .into_iter()
+        .map(|t| {
+            cast::<Tensor<Cuda, D>, Tensor<B, D>>(Tensor::from_primitive(TensorPrimitive::Float(t)))
+        });
+    let mut next = || out.next().expect("the update has three outputs");
+    [next(), next(), next()]
+}
+
+/// The custom operation: its inputs are the parameter, the gradient, the moments (when
+/// `has_moments`) and the factor (when `has_factor`), in that order.
+#[derive(Debug, Clone)]
+struct AdamWUpdate {
+    desc: CustomOpIr,
+    scalars: Scalars,
+    has_moments: bool,
+    has_factor: bool,
+}
+
+impl Operation<Runtime> for AdamWUpdate {
+    fn execute(
+        &self,
+        handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
+    ) {
+        // Element i of the parameter, the gradient and the moments must be at the same place
+        // of their buffers: each input in row-major order, starting its buffer.
+        let inputs: Vec<CubeTensor<CudaRuntime>> = self
+            .desc
+            .inputs
+            .iter()
+            .map(|t| {
+                let t = handles.get_float_tensor::<Inner>(t);
+                if t.is_contiguous() && t.is_contiguous_buffer() {
+                    t
+                } else {
+                    into_contiguous(t)
+                }
+            })
+            .collect();
+        let param = &inputs[0];
+        let client = param.client.clone();
+        let outputs: Vec<CubeTensor<CudaRuntime>> = self
+            .desc
+            .outputs
+            .iter()
+            .map(|o| {
+                empty_device::<CudaRuntime, f32>(
+                    client.clone(),
+                    param.device.clone(),
+                    o.shape.clone(),
+                )
+            })
+            .collect();
+        // Absent inputs are never read (the kernel's flags are compile-time): the gradient
+        // stands in for them.
+        let grad = &inputs[1];
+        let (first, second) = if self.has_moments {
+            (&inputs[2], &inputs[3])
+        } else {
+            (grad, grad)
+        };
+        let factor = if self.has_factor {
+            inputs.last().expect("the factor is the last input")
+        } else {
+            grad
+        };
+        let n = param.meta.shape().num_elements();
+        let blocks = n.div_ceil(THREADS as usize).max(1) as u32;
+        let s = self.scalars;
+        kernel::adamw_kernel::launch::<CudaRuntime>(
+            &client,
+            CubeCount::Static(blocks, 1, 1),
+            CubeDim::new_1d(THREADS),
+            param.clone().into_tensor_arg(),
+            grad.clone().into_tensor_arg(),
+            first.clone().into_tensor_arg(),
+            second.clone().into_tensor_arg(),
+            factor.clone().into_tensor_arg(),
+            outputs[0].clone().into_tensor_arg(),
+            outputs[1].clone().into_tensor_arg(),
+            outputs[2].clone().into_tensor_arg(),
+            n,
+            s.lr,
+            s.beta1,
+            s.beta2,
+            s.keep1,
+            s.keep2,
+            s.eps,
+            s.decay,
+            s.correction1,
+            s.correction2,
+            self.has_moments,
+            self.has_factor,
+        );
+        for (ir, t) in self.desc.outputs.iter().zip(outputs) {
+            handles.register_float_tensor::<Inner>(&ir.id, t);
+        }
+    }
+}
+
+/// The CubeCL kernel (its own module: CubeCL's `Tensor` is not Burn's).
+mod kernel {
+    use cubecl::prelude::*;
+
+    /// AdamW on one parameter, element by element, in the order of `adamw::Update::apply`:
+    /// `g = grad·factor`, `m = m·β1 + g·(1−β1)`, `v = v·β2 + g²·(1−β2)` (the first step from
+    /// zero moments: `m = g·(1−β1)`, `v = g²·(1−β2)`), `p = p·decay − lr · (m / c1) / (√(v / c2) + ε)`.
+    #[allow(clippy::too_many_arguments)]
+    #[cube(launch)]
+    pub(super) fn adamw_kernel(
+        param: &Tensor<f32>,
+        grad: &Tensor<f32>,
+        first: &Tensor<f32>,
+        second: &Tensor<f32>,
+        factor: &Tensor<f32>,
+        new_param: &mut Tensor<f32>,
+        new_first: &mut Tensor<f32>,
+        new_second: &mut Tensor<f32>,
+        n: usize,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        keep1: f32,
+        keep2: f32,
+        eps: f32,
+        decay: f32,
+        correction1: f32,
+        correction2: f32,
+        #[comptime] has_moments: bool,
+        #[comptime] has_factor: bool,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i < n {
+            let mut g = grad[i];
+            if comptime![has_factor] {
+                g *= factor[0];
+            }
+            let mut m = g * keep1;
+            let mut v = g * g * keep2;
+            if comptime![has_moments] {
+                m = first[i] * beta1 + g * keep1;
+                v = second[i] * beta2 + g * g * keep2;
+            }
+            let delta = (m / correction1) / ((v / correction2).sqrt() + eps);
+            new_param[i] = param[i] * decay - delta * lr;
+            new_first[i] = m;
+            new_second[i] = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Autodiff;
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::Tensor;
+
+    use crate::adamw::{AdamWConfig, FusedAdamW};
+    use crate::clipping::{global_norm_scale, NormReduction};
+    use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
+    use crate::model::Model;
+
+    type C = Autodiff<burn::backend::Cuda<f32, i32>>;
+
+    fn values(m: &Model<C>) -> Vec<Vec<f32>> {
+        struct Collect(Vec<Vec<f32>>);
+        impl ModuleVisitor<C> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<C, D>>) {
+                self.0.push(param.val().into_data().to_vec().unwrap());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        m.visit(&mut c);
+        c.0
+    }
+
+    /// The kernel against the tensor-operation update, step by step, with clipping active
+    /// (large inputs), weight decay and a changing learning rate, on the GPU (run by
+    /// bench/gpu_tests.sh; CI has no GPU). Every step is compared, so a failure names the first
+    /// step and parameter that differ.
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn kernel_update_equals_the_tensor_update_on_cuda() {
+        let device = burn::backend::cuda::CudaDevice::new(0);
+        let shape = InputShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+            classes: 3,
+        };
+        let config = ModelConfig::Mlp(MlpConfig {
+            width: 32,
+            depth: 3,
+            activation: Activation::Relu,
+            bias: true,
+        });
+        let start = crate::trainer::init_model::<C>(&config, &shape, 7, &device);
+        let initial = values(&start);
+        let hyper = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.05,
+        };
+        let mut tensor_ops = FusedAdamW::<C>::new(hyper).with_kernel(false);
+        let mut kernel = FusedAdamW::<C>::new(hyper).with_kernel(true);
+        let (mut a, mut b) = (start.clone(), start);
+        for step in 0..6 {
+            // Step 3 without clipping: the kernel's path without a factor.
+            let clip = step != 3;
+            let x =
+                Tensor::<C, 2>::ones([16, shape.features()], &device).mul_scalar(2.0 + step as f64);
+            let grads = |m: &Model<C>| {
+                GradientsParams::from_grads(m.forward(x.clone()).powi_scalar(2).sum().backward(), m)
+            };
+            let (ga, gb) = (grads(&a), grads(&b));
+            let sa = global_norm_scale(&a, &ga, 1.0, NormReduction::Concatenated).filter(|_| clip);
+            let sb = global_norm_scale(&b, &gb, 1.0, NormReduction::Concatenated).filter(|_| clip);
+            let lr = 1e-2 * (1.0 + step as f64);
+            a = tensor_ops.step(lr, a, ga, sa.as_ref());
+            b = kernel.step(lr, b, gb, sb.as_ref());
+            for (k, (want, got)) in values(&a).iter().zip(&values(&b)).enumerate() {
+                for (x, y) in want.iter().zip(got) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                        "step {step}, parameter {k}: {x} (tensor operations) vs {y} (kernel)"
+                    );
+                }
+            }
+        }
+        let moved = initial
+            .iter()
+            .flatten()
+            .zip(values(&b).iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(moved > 0.01, "the parameters barely moved ({moved})");
+    }
+}
