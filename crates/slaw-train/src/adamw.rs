@@ -60,7 +60,7 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
     }
 
     /// Whether to update parameters with the CUDA kernel where it applies (see the field).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[cfg(all(feature = "cuda", test))]
     pub(crate) fn with_kernel(mut self, on: bool) -> Self {
         self.kernel = on;
         self

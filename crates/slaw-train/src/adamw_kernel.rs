@@ -15,7 +15,7 @@ use std::any::{Any, TypeId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::FusionTensor;
@@ -119,20 +119,15 @@ impl Operation<Runtime> for AdamWUpdate {
         &self,
         handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
     ) {
-        // Element i of the parameter, the gradient and the moments must be at the same place
-        // of their buffers: each input in row-major order, starting its buffer.
+        // The kernel indexes every tensor by the element's row-major position, so each must be
+        // compact: no transposed strides, and no pitched rows (CubeCL pads the rows of 2-D
+        // and higher tensors whose last axis is not a multiple of its alignment: a `[32, 3]`
+        // weight may have row stride 4). `into_contiguous` copies into a compact layout.
         let inputs: Vec<CubeTensor<CudaRuntime>> = self
             .desc
             .inputs
             .iter()
-            .map(|t| {
-                let t = handles.get_float_tensor::<Inner>(t);
-                if t.is_contiguous() && t.is_contiguous_buffer() {
-                    t
-                } else {
-                    into_contiguous(t)
-                }
-            })
+            .map(|t| into_contiguous(handles.get_float_tensor::<Inner>(t)))
             .collect();
         let param = &inputs[0];
         let client = param.client.clone();
@@ -141,10 +136,12 @@ impl Operation<Runtime> for AdamWUpdate {
             .outputs
             .iter()
             .map(|o| {
-                empty_device::<CudaRuntime, f32>(
+                // Compact, like the inputs (`empty_device` would pitch the rows).
+                empty_device_contiguous_dtype(
                     client.clone(),
                     param.device.clone(),
                     o.shape.clone(),
+                    DType::F32,
                 )
             })
             .collect();
