@@ -2,6 +2,8 @@ pub(crate) mod command;
 pub(crate) mod communication;
 pub(crate) mod context;
 pub(crate) mod io;
+// slaw patch: see metadata_ring.rs.
+pub(crate) mod metadata_ring;
 pub(crate) mod storage;
 pub(crate) mod stream;
 pub(crate) mod sync;

@@ -675,13 +675,22 @@ impl CudaServer {
             }
         };
 
+        // slaw patch: the dynamic metadata goes through the stream's ring buffer
+        // (`metadata_ring`); `ring_ptr` holds its device address for the kernel's parameters
+        // until the launch below has read them.
+        let mut ring_ptr: u64 = 0;
         let (info_const, info_binding) = if grid_constants {
             let info = &bindings.info;
 
             let mut handle = Option::None;
             if info.dynamic_metadata_offset < info.data.len() {
-                let dyn_meta = &bytemuck::cast_slice(&info.data[info.dynamic_metadata_offset..]);
-                handle = Some(command.create_with_data(dyn_meta)?);
+                let dyn_meta: &[u8] =
+                    bytemuck::cast_slice(&info.data[info.dynamic_metadata_offset..]);
+                let stream = command.streams.current();
+                match stream.metadata.upload(dyn_meta, stream.sys) {
+                    Some(ptr) => ring_ptr = ptr,
+                    None => handle = Some(command.create_with_data(dyn_meta)?),
+                }
             }
 
             (Some(info.data.as_ptr() as *mut c_void), handle)
@@ -866,6 +875,13 @@ impl CudaServer {
                 .into_iter()
                 .map(|s| command.resource(s.binding()).expect("Resource to exist")),
         );
+        if ring_ptr != 0 {
+            resources.push(GpuResource::new(
+                ring_ptr,
+                &mut ring_ptr as *mut u64 as *mut c_void,
+                0,
+            ));
+        }
 
         command.kernel(
             kernel_id,

@@ -26,6 +26,8 @@ pub struct Stream {
     pub memory_management_cpu: MemoryManagement<PinnedMemoryStorage>,
     pub errors: Vec<ServerError>,
     pub drop_queue: drop_queue::PendingDropQueue<Fence>,
+    /// slaw patch: the launches' dynamic metadata (see `metadata_ring`).
+    pub metadata: crate::compute::metadata_ring::MetadataRing,
 }
 
 impl drop_queue::Fence for Fence {
@@ -79,6 +81,7 @@ impl EventStreamBackend for CudaStreamBackend {
             memory_management_cpu,
             errors: Vec::new(),
             drop_queue: Default::default(),
+            metadata: Default::default(),
         }
     }
 
