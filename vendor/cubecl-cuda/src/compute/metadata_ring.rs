@@ -32,7 +32,10 @@ const ALIGN: usize = 16;
 #[derive(Debug, Default)]
 pub struct MetadataRing {
     buffers: Option<Buffers>,
-    cursor: usize,
+    /// The segment being filled, and the bytes of it already used.
+    segment: usize,
+    used: usize,
+    /// Per segment: recorded when the ring last left it, after the copies that read it.
     fences: [Option<Fence>; SEGMENTS],
 }
 
@@ -58,21 +61,19 @@ impl MetadataRing {
         if self.buffers.is_none() {
             self.buffers = Some(Buffers::allocate()?);
         }
-        let offset_in_segment = self.cursor % SEGMENT;
-        if offset_in_segment + len > SEGMENT {
-            let segment = self.cursor / SEGMENT;
-            self.fences[segment] = Some(Fence::new(stream));
-            let next = (segment + 1) % SEGMENTS;
-            if let Some(fence) = self.fences[next].take() {
+        if self.used + len > SEGMENT {
+            self.fences[self.segment] = Some(Fence::new(stream));
+            self.segment = (self.segment + 1) % SEGMENTS;
+            self.used = 0;
+            if let Some(fence) = self.fences[self.segment].take() {
                 fence.wait_sync().ok()?;
             }
-            self.cursor = next * SEGMENT;
         }
         let buffers = self.buffers.as_ref()?;
-        let offset = self.cursor;
-        // SAFETY: `offset + len <= CAPACITY` (segments tile the buffers, and `len` fits the
-        // rest of the current segment); the host bytes are not read by a pending copy (fence
-        // above); the device address is inside the device buffer.
+        let offset = self.segment * SEGMENT + self.used;
+        // SAFETY: `offset + len <= (segment + 1) · SEGMENT <= CAPACITY`; the host bytes are
+        // not read by a pending copy (the segment's fence was waited for when the ring entered
+        // it); the device address is inside the device buffer.
         unsafe {
             let host = buffers.host.add(offset);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), host, bytes.len());
@@ -80,7 +81,7 @@ impl MetadataRing {
             cudarc::driver::result::memcpy_htod_async(buffers.device + offset as u64, src, stream)
                 .ok()?;
         }
-        self.cursor += len;
+        self.used += len;
         Some(buffers.device + offset as u64)
     }
 }
