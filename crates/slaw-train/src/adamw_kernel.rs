@@ -3,12 +3,13 @@
 //! the clipping factor and writes the new parameter and moments.
 //!
 //! [`crate::adamw::FusedAdamW`] writes the same update as ~16 tensor operations per parameter.
-//! burn-fusion fuses them into about one kernel, but its thread still handles every one of
-//! them (registration, the search for fusions, the launch plan): measured with
-//! `bench/host_profile.sh`, that thread is the one that bounds a step of the sweep's largest
-//! ViT (103 parameters: ~1 650 of the step's operations were the optimiser's). Here each
-//! parameter costs one operation. The arithmetic is Burn's, in Burn's order; a GPU test checks
-//! it against the tensor-operation path.
+//! burn-fusion fuses them into about one kernel, but its device thread still handles every one
+//! of them (registration, the search for fusions, the launch plan), and `bench/host_profile.sh`
+//! showed that thread bounding a lone step of the sweep's largest ViT (103 parameters, so
+//! ~1 650 of the step's operations were the optimiser's). Here each parameter costs one
+//! operation: that step went from 33–36 to 26 ms on an H100 (docs/PERFORMANCE.md, 2026-11-23,
+//! eighth session). The arithmetic is Burn's, in Burn's order; a GPU test checks it against the
+//! tensor-operation path step by step. Stacks (per-trial learning rates) keep that path.
 
 use std::any::{Any, TypeId};
 
