@@ -273,3 +273,42 @@ fn status_without_a_database_says_so() {
         text(&out)
     );
 }
+
+#[test]
+fn host_profile_without_the_feature_is_a_clear_error() {
+    // CI builds without `--features host-profile`: the flag must say what is missing, before
+    // any training starts.
+    let sb = Sandbox::new();
+    let svg = sb.path("profile.svg");
+    let out = slaw()
+        .args([
+            "bench",
+            "--model",
+            "mlp",
+            "--width",
+            "8",
+            "--depth",
+            "1",
+            "--image",
+            "8",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--host-profile",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    if cfg!(feature = "host-profile") {
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(svg.exists() && sb.path("profile.folded").exists());
+    } else {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--features host-profile"), "{err}");
+        assert!(out.stdout.is_empty(), "{}", text(&out));
+    }
+}
