@@ -286,7 +286,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Mapper<'_, B> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clipping::tests::tiny_mlp;
     use crate::clipping::{clip_global_norm, global_norm_scale, NormReduction};
@@ -296,12 +296,13 @@ mod tests {
 
     type B = Autodiff<NdArray<f32>>;
 
-    /// Every parameter's values, in visiting order.
-    fn parameters(model: &Model<B>) -> Vec<Vec<f32>> {
+    /// Every parameter's values, in visiting order (also used by `adamw_kernel`'s GPU test).
+    pub(crate) fn parameters<Bk: AutodiffBackend>(model: &Model<Bk>) -> Vec<Vec<f32>> {
         struct Collect(Vec<Vec<f32>>);
-        impl ModuleVisitor<B> for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                self.0.push(param.val().into_data().to_vec().unwrap());
+        impl<Bk: AutodiffBackend> ModuleVisitor<Bk> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Bk, D>>) {
+                self.0
+                    .push(param.val().into_data().convert::<f32>().to_vec().unwrap());
             }
         }
         let mut c = Collect(Vec::new());

@@ -247,28 +247,16 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use burn::backend::Autodiff;
-    use burn::module::{Module, ModuleVisitor, Param};
     use burn::optim::GradientsParams;
     use burn::tensor::Tensor;
 
+    use crate::adamw::tests::parameters as values;
     use crate::adamw::{AdamWConfig, FusedAdamW};
     use crate::clipping::{global_norm_scale, NormReduction};
     use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
     use crate::model::Model;
 
     type C = Autodiff<burn::backend::Cuda<f32, i32>>;
-
-    fn values(m: &Model<C>) -> Vec<Vec<f32>> {
-        struct Collect(Vec<Vec<f32>>);
-        impl ModuleVisitor<C> for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<C, D>>) {
-                self.0.push(param.val().into_data().to_vec().unwrap());
-            }
-        }
-        let mut c = Collect(Vec::new());
-        m.visit(&mut c);
-        c.0
-    }
 
     /// The kernel against the tensor-operation update, step by step, with clipping active
     /// (large inputs), weight decay and a changing learning rate, on the GPU (run by
