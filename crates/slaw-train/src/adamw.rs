@@ -222,16 +222,17 @@ struct Mapper<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Mapper<'_, B> {
-    /// The new parameter and moments: one custom operation on the f32 CUDA backend (shared
-    /// learning rate), [`Update::apply`] otherwise.
+    /// The new parameter and moments: one custom operation on the f32 CUDA backend (one
+    /// learning rate and clipping factor), [`Update::apply`] otherwise.
     fn update<const D: usize>(
         &self,
         param: Tensor<B::InnerBackend, D>,
         grad: Tensor<B::InnerBackend, D>,
         moments: Option<MomentPair<B::InnerBackend, D>>,
     ) -> [Tensor<B::InnerBackend, D>; 3] {
+        // The kernel takes one learning rate and one clipping factor (a lone trial's).
         #[cfg(feature = "cuda")]
-        if self.kernel && self.per_trial.is_none() {
+        if self.kernel && self.per_trial.is_none() && self.clip.is_none_or(|c| c.trials() == 1) {
             let u = self.update;
             let scalars = crate::adamw_kernel::Scalars {
                 lr: u.lr as f32,
