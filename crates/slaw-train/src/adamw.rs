@@ -123,7 +123,7 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             clip,
             moments: &mut self.moments,
             #[cfg(feature = "cuda")]
-            kernel: self.kernel && crate::adamw_kernel::is_cuda_f32::<B::InnerBackend>(),
+            kernel: self.kernel && crate::foreach::cuda::is_cuda_f32::<B::InnerBackend>(),
         };
         model.map(&mut mapper)
     }

@@ -11,8 +11,6 @@
 //! eighth session). The arithmetic is Burn's, in Burn's order; a GPU test checks it against the
 //! tensor-operation path step by step. Stacks (per-trial learning rates) keep that path.
 
-use std::any::{Any, TypeId};
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use burn_cubecl::kernel::into_contiguous;
@@ -24,24 +22,10 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
 use cubecl::cuda::CudaRuntime;
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use crate::foreach::cuda::{Cuda, Inner, Runtime};
+use crate::foreach::cuda::{cast, Cuda, Inner, Runtime};
 
 /// Threads per block of the update kernel.
 const THREADS: u32 = 256;
-
-/// Whether `B` is slaw's f32 CUDA backend, the one the kernel is written for.
-pub(crate) fn is_cuda_f32<B: Backend>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<Cuda>()
-}
-
-/// `t` as type `U`, which it is (callers check [`is_cuda_f32`] first): Rust has no
-/// specialisation, so generic code reaches the CUDA-only kernel through `Any`.
-fn cast<T: 'static, U: 'static>(t: T) -> U {
-    match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
-        Ok(u) => *u,
-        Err(_) => unreachable!("cast between different types (is_cuda_f32 not checked)"),
-    }
-}
 
 /// The scalars of one step, in f32 as the kernel takes them (see `adamw::Update`).
 #[derive(Debug, Clone, Copy)]

@@ -40,7 +40,7 @@ pub fn sum_of_squares_by_row<B: Backend>(tensors: Vec<Tensor<B, 2>>) -> Option<T
 
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda {
-    use std::any::Any;
+    use std::any::{Any, TypeId};
 
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
@@ -71,14 +71,10 @@ pub(crate) mod cuda {
     pub(super) fn sum_of_squares<B: Backend>(
         tensors: Vec<Tensor<B, 2>>,
     ) -> Result<Tensor<B, 1>, Vec<Tensor<B, 2>>> {
-        let boxed: Box<dyn Any> = Box::new(tensors);
-        let tensors = match boxed.downcast::<Vec<Tensor<Cuda, 2>>>() {
-            Ok(tensors) => *tensors,
-            Err(other) => match other.downcast::<Vec<Tensor<B, 2>>>() {
-                Ok(tensors) => return Err(*tensors),
-                Err(_) => unreachable!("the box holds the caller's tensors"),
-            },
-        };
+        if !is_cuda_f32::<B>() {
+            return Err(tensors);
+        }
+        let tensors = cast::<_, Vec<Tensor<Cuda, 2>>>(tensors);
         let rows = tensors[0].dims()[0];
         let launches = tensors.len().div_ceil(GROUP);
         let sums = partial_sums(tensors, rows)
@@ -86,10 +82,21 @@ pub(crate) mod cuda {
             .sum_dim(2)
             .sum_dim(0)
             .reshape([rows]);
-        let total: Box<dyn Any> = Box::new(sums);
-        match total.downcast::<Tensor<B, 1>>() {
-            Ok(total) => Ok(*total),
-            Err(_) => unreachable!("B is the CUDA backend"),
+        Ok(cast(sums))
+    }
+
+    /// Whether `B` is slaw's f32 CUDA backend, the one the custom operations here and in
+    /// `adamw_kernel` are written for.
+    pub(crate) fn is_cuda_f32<B: Backend>() -> bool {
+        TypeId::of::<B>() == TypeId::of::<Cuda>()
+    }
+
+    /// `t` as type `U`, which it is (callers check [`is_cuda_f32`] first): Rust has no
+    /// specialisation, so generic code reaches the CUDA-only kernels through `Any`.
+    pub(crate) fn cast<T: 'static, U: 'static>(t: T) -> U {
+        match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
+            Ok(u) => *u,
+            Err(_) => unreachable!("cast between different types (is_cuda_f32 not checked)"),
         }
     }
 
