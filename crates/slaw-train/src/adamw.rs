@@ -10,9 +10,11 @@
 //! launching it alone (small ViT: 616 → 593 kernels per step; not every parameter's update ends
 //! up as a single kernel).
 //!
-//! On the f32 CUDA backend, with one learning rate for all parameters (lone trials), the update
-//! of each parameter is instead one custom operation and kernel (`adamw_kernel`): the same
-//! arithmetic, handled as one operation instead of ~16 by burn-fusion's thread.
+//! With one learning rate and clipping factor for all parameters (lone trials), the update of
+//! each parameter is instead one pass over its elements, where the backend has one: one custom
+//! operation and kernel on the f32 CUDA backend (`adamw_kernel`: one operation instead of ~16
+//! for burn-fusion's thread), one loop in place on the f32 CPU backend (`adamw_cpu`: one pass
+//! over memory instead of ~16, each with its own allocation). The arithmetic is the same.
 
 use std::collections::HashMap;
 
@@ -46,11 +48,10 @@ pub struct FusedAdamW<B: AutodiffBackend> {
     config: AdamWConfig,
     steps: i32,
     moments: HashMap<ParamId, Moments<B::InnerBackend>>,
-    /// On slaw's f32 CUDA backend, update each parameter (shared learning rate) with one
-    /// custom operation (`adamw_kernel`) instead of ~16 tensor operations. On by default;
+    /// Update each parameter (shared learning rate) in one pass where the backend has one
+    /// (`adamw_kernel`, `adamw_cpu`) instead of ~16 tensor operations. On by default;
     /// `SLAW_ADAMW_KERNEL=0` turns it off (for benchmarks).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    kernel: bool,
+    one_pass: bool,
 }
 
 impl<B: AutodiffBackend> FusedAdamW<B> {
@@ -59,14 +60,14 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             config,
             steps: 0,
             moments: HashMap::new(),
-            kernel: std::env::var("SLAW_ADAMW_KERNEL").map_or(true, |v| v != "0"),
+            one_pass: std::env::var("SLAW_ADAMW_KERNEL").map_or(true, |v| v != "0"),
         }
     }
 
-    /// Whether to update parameters with the CUDA kernel where it applies (see the field).
-    #[cfg(all(feature = "cuda", test))]
-    pub(crate) fn with_kernel(mut self, on: bool) -> Self {
-        self.kernel = on;
+    /// Whether to update parameters in one pass where it applies (see the field).
+    #[cfg(test)]
+    pub(crate) fn with_one_pass(mut self, on: bool) -> Self {
+        self.one_pass = on;
         self
     }
 
@@ -122,8 +123,15 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             grads: &mut grads,
             clip,
             moments: &mut self.moments,
-            #[cfg(feature = "cuda")]
-            kernel: self.kernel && crate::foreach::cuda::is_cuda_f32::<B::InnerBackend>(),
+            one_pass: if !self.one_pass {
+                OnePass::None
+            } else if crate::adamw_cpu::is_cpu_f32::<B::InnerBackend>() {
+                OnePass::Cpu
+            } else if cuda_f32::<B::InnerBackend>() {
+                OnePass::Cuda
+            } else {
+                OnePass::None
+            },
         };
         model.map(&mut mapper)
     }
@@ -135,6 +143,41 @@ pub enum Rate<'a, B: Backend> {
     Shared(f64),
     /// One rate per trial of a stack.
     PerTrial(&'a PerTrial<B>),
+}
+
+#[cfg(feature = "cuda")]
+use crate::foreach::cuda::is_cuda_f32 as cuda_f32;
+
+/// Whether `B` is slaw's f32 CUDA backend: never in a build without CUDA.
+#[cfg(not(feature = "cuda"))]
+#[allow(clippy::extra_unused_type_parameters)] // the CUDA build's signature
+fn cuda_f32<B: Backend>() -> bool {
+    false
+}
+
+/// Where a lone trial's parameters are updated in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnePass {
+    /// Nowhere: the tensor operations of [`Update::apply`].
+    None,
+    /// `adamw_kernel` (the f32 CUDA backend).
+    Cuda,
+    /// `adamw_cpu` (the f32 ndarray backend).
+    Cpu,
+}
+
+/// The scalars of one step in f32, as the one-pass updates take them (see [`Update`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scalars {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub keep1: f32,
+    pub keep2: f32,
+    pub eps: f32,
+    pub decay: f32,
+    pub correction1: f32,
+    pub correction2: f32,
 }
 
 /// The scalars of one step (`lr` and `decay` unused with per-trial rates).
@@ -155,6 +198,21 @@ struct Update {
 }
 
 impl Update {
+    /// These scalars in f32 (as the tensor operations apply them to f32 tensors).
+    fn in_f32(&self) -> Scalars {
+        Scalars {
+            lr: self.lr as f32,
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            keep1: self.keep1 as f32,
+            keep2: self.keep2 as f32,
+            eps: self.eps as f32,
+            decay: self.decay as f32,
+            correction1: self.correction1 as f32,
+            correction2: self.correction2 as f32,
+        }
+    }
+
     /// The new parameter and moments from the old ones and the (unclipped) gradient.
     fn apply<Bk: Backend, const D: usize>(
         &self,
@@ -216,37 +274,30 @@ struct Mapper<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     clip: Option<&'a ClipScale<B::InnerBackend>>,
     moments: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
-    /// Update through `adamw_kernel` (shared learning rate, f32 CUDA backend).
-    #[cfg(feature = "cuda")]
-    kernel: bool,
+    /// Where lone trials' parameters are updated in one pass.
+    one_pass: OnePass,
 }
 
 impl<B: AutodiffBackend> Mapper<'_, B> {
-    /// The new parameter and moments: one custom operation on the f32 CUDA backend (one
-    /// learning rate and clipping factor), [`Update::apply`] otherwise.
+    /// The new parameter and moments: in one pass where the backend has one (one learning
+    /// rate and clipping factor), [`Update::apply`] otherwise.
     fn update<const D: usize>(
         &self,
         param: Tensor<B::InnerBackend, D>,
         grad: Tensor<B::InnerBackend, D>,
         moments: Option<MomentPair<B::InnerBackend, D>>,
     ) -> [Tensor<B::InnerBackend, D>; 3] {
-        // The kernel takes one learning rate and one clipping factor (a lone trial's).
-        #[cfg(feature = "cuda")]
-        if self.kernel && self.per_trial.is_none() && self.clip.is_none_or(|c| c.trials() == 1) {
-            let u = self.update;
-            let scalars = crate::adamw_kernel::Scalars {
-                lr: u.lr as f32,
-                beta1: u.beta1 as f32,
-                beta2: u.beta2 as f32,
-                keep1: u.keep1 as f32,
-                keep2: u.keep2 as f32,
-                eps: u.eps as f32,
-                decay: u.decay as f32,
-                correction1: u.correction1 as f32,
-                correction2: u.correction2 as f32,
-            };
+        // The one-pass updates take one learning rate and one clipping factor (a lone trial's).
+        let lone = self.per_trial.is_none() && self.clip.is_none_or(|c| c.trials() == 1);
+        if lone && self.one_pass != OnePass::None {
             let factor = self.clip.map(|c| c.values());
-            return crate::adamw_kernel::update(param, grad, moments, factor, scalars);
+            let scalars = self.update.in_f32();
+            return match self.one_pass {
+                OnePass::Cpu => crate::adamw_cpu::update(param, grad, moments, factor, scalars),
+                #[cfg(feature = "cuda")]
+                OnePass::Cuda => crate::adamw_kernel::update(param, grad, moments, factor, scalars),
+                _ => unreachable!("{:?} is not a one-pass update in this build", self.one_pass),
+            };
         }
         let grad = match self.clip {
             Some(clip) => grad * clip.shaped::<D>(),
@@ -365,5 +416,77 @@ pub(crate) mod tests {
                 assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
             }
         }
+    }
+
+    /// The one-pass update of `Bk` (`adamw_kernel`, `adamw_cpu`) against the tensor-operation
+    /// update, step by step, with clipping active (large inputs), weight decay and a changing
+    /// learning rate: every parameter within `tolerance` (relative) at every step, so that a
+    /// failure names the first step and parameter that differ. Both models start as clones of
+    /// one model, which must come out unchanged (the in-place loop copies shared buffers).
+    pub(crate) fn one_pass_equals_tensor_ops<Bk: AutodiffBackend>(
+        device: &Bk::Device,
+        tolerance: f32,
+    ) {
+        use crate::config::{Activation, InputShape, MlpConfig, ModelConfig};
+
+        let shape = InputShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+            classes: 3,
+        };
+        // Width 32: a `[32, 3]` head, whose rows CubeCL pitches (see `adamw_kernel`).
+        let config = ModelConfig::Mlp(MlpConfig {
+            width: 32,
+            depth: 3,
+            activation: Activation::Relu,
+            bias: true,
+        });
+        let start = crate::trainer::init_model::<Bk>(&config, &shape, 7, device);
+        let initial = parameters(&start);
+        let hyper = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.05,
+        };
+        let mut tensor_ops = FusedAdamW::<Bk>::new(hyper).with_one_pass(false);
+        let mut one_pass = FusedAdamW::<Bk>::new(hyper).with_one_pass(true);
+        let (mut a, mut b) = (start.clone(), start.clone());
+        for step in 0..6 {
+            // Step 3 without clipping: the one-pass path without a factor.
+            let clip = step != 3;
+            let x =
+                Tensor::<Bk, 2>::ones([16, shape.features()], device).mul_scalar(2.0 + step as f64);
+            let grads = |m: &Model<Bk>| {
+                GradientsParams::from_grads(m.forward(x.clone()).powi_scalar(2).sum().backward(), m)
+            };
+            let (ga, gb) = (grads(&a), grads(&b));
+            let sa = global_norm_scale(&a, &ga, 1.0, NormReduction::Concatenated).filter(|_| clip);
+            let sb = global_norm_scale(&b, &gb, 1.0, NormReduction::Concatenated).filter(|_| clip);
+            let lr = 1e-2 * (1.0 + step as f64);
+            a = tensor_ops.step(lr, a, ga, sa.as_ref());
+            b = one_pass.step(lr, b, gb, sb.as_ref());
+            for (k, (want, got)) in parameters(&a).iter().zip(&parameters(&b)).enumerate() {
+                for (x, y) in want.iter().zip(got) {
+                    assert!(
+                        (x - y).abs() <= tolerance * x.abs().max(1.0),
+                        "step {step}, parameter {k}: {x} (tensor operations) vs {y} (one pass)"
+                    );
+                }
+            }
+        }
+        let moved = initial
+            .iter()
+            .flatten()
+            .zip(parameters(&b).iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(moved > 0.01, "the parameters barely moved ({moved})");
+        assert_eq!(
+            parameters(&start),
+            initial,
+            "the update wrote into a shared buffer"
+        );
     }
 }

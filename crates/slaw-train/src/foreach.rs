@@ -40,7 +40,7 @@ pub fn sum_of_squares_by_row<B: Backend>(tensors: Vec<Tensor<B, 2>>) -> Option<T
 
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda {
-    use std::any::{Any, TypeId};
+    use crate::specialise::cast;
 
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
@@ -88,16 +88,7 @@ pub(crate) mod cuda {
     /// Whether `B` is slaw's f32 CUDA backend, the one the custom operations here and in
     /// `adamw_kernel` are written for.
     pub(crate) fn is_cuda_f32<B: Backend>() -> bool {
-        TypeId::of::<B>() == TypeId::of::<Cuda>()
-    }
-
-    /// `t` as type `U`, which it is (callers check [`is_cuda_f32`] first): Rust has no
-    /// specialisation, so generic code reaches the CUDA-only kernels through `Any`.
-    pub(crate) fn cast<T: 'static, U: 'static>(t: T) -> U {
-        match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
-            Ok(u) => *u,
-            Err(_) => unreachable!("cast between different types (is_cuda_f32 not checked)"),
-        }
+        crate::specialise::is::<B, Cuda>()
     }
 
     /// One partial sum of squares per thread block of every launch and row, laid out

@@ -7,6 +7,7 @@
 //!
 //! - [`adamw`]: AdamW with clipping folded into one fused update per parameter.
 //! - `adamw_kernel` (CUDA builds): that update as one custom operation and kernel.
+//! - `adamw_cpu`: that update as one loop in place on the CPU backend.
 //! - [`aim`]: the autoregressive image model (prefix attention, next-patch prediction).
 //! - [`clipping`]: global-norm and adaptive (NFNet) gradient clipping.
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
@@ -20,9 +21,11 @@
 //! - [`schedule`]: warm-up and decay of the learning rate.
 //! - [`stack`]: the training loop of several trials of one shape trained as one model.
 //! - [`stacked`]: the ViT with a leading trial axis on every parameter.
+//! - `specialise`: reaching one backend's faster path from generic code.
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
 pub mod adamw;
+mod adamw_cpu;
 #[cfg(feature = "cuda")]
 mod adamw_kernel;
 pub mod aim;
@@ -36,6 +39,7 @@ pub mod model;
 pub mod per_trial;
 pub mod probe;
 pub mod schedule;
+mod specialise;
 pub mod stack;
 pub mod stacked;
 pub mod trainer;
