@@ -43,6 +43,8 @@ mod specialise;
 pub mod stack;
 pub mod stacked;
 pub mod trainer;
+#[cfg(test)]
+mod vendor_patches;
 
 pub use config::TrialConfig;
 pub use stack::{stackable, train_stack};
