@@ -93,3 +93,31 @@ fn gelu_and_its_gradient_equal_the_exact_definitions() {
     // one (other tests run in this process) holds f32 values.
     check(gelu_and_gradient::<Autodiff<NdArray<f32>>>(), 2e-6);
 }
+
+/// Large tensors take the parallel loops: the same values as small pieces of them.
+#[test]
+fn gelu_of_a_large_tensor_equals_gelu_of_its_pieces() {
+    type Ad = Autodiff<Cpu>;
+    let n = 3 * (1 << 15) + 5;
+    let device = Default::default();
+    let x: Tensor<Ad, 1> = Tensor::random([n], Distribution::Normal(0.0, 2.0), &device);
+    let whole = |x: Tensor<Ad, 1>| {
+        let x = x.require_grad();
+        let y = burn::tensor::activation::gelu(x.clone());
+        let grads = y.clone().mul_scalar(3.0).sum().backward();
+        (y.inner(), x.grad(&grads).expect("x requires its gradient"))
+    };
+    let (y, g) = whole(x.clone());
+    let pieces: Vec<_> = x.split(1 << 12, 0).into_iter().map(whole).collect();
+    let joined = |i: usize| -> Tensor<Cpu, 1> {
+        Tensor::cat(
+            pieces
+                .iter()
+                .map(|p| if i == 0 { p.0.clone() } else { p.1.clone() })
+                .collect(),
+            0,
+        )
+    };
+    assert_eq!(y.into_data(), joined(0).into_data());
+    assert_eq!(g.into_data(), joined(1).into_data());
+}

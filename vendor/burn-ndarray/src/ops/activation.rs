@@ -22,19 +22,33 @@ where
     // approximation while its forward is the exact (erf) GELU. Here the backward is the
     // derivative of the exact GELU, as in PyTorch: Φ(x) + x·φ(x).
     fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
-        execute_with_float_dtype!(tensor, F, |array: SharedArray<F>| {
-            array.mapv_into(<F as Gelu>::gelu).into_shared()
+        execute_with_float_dtype!(tensor, F, |mut array: SharedArray<F>| {
+            if parallel(array.len()) {
+                #[cfg(feature = "multi-threads")]
+                array.par_mapv_inplace(<F as Gelu>::gelu);
+            } else {
+                array.mapv_inplace(<F as Gelu>::gelu);
+            }
+            array
         })
     }
 
     fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!((x, grad), F, |x: SharedArray<F>, grad: SharedArray<F>| {
-            ndarray::Zip::from(&x)
-                .and(&grad)
-                .map_collect(|&x, &g| <F as Gelu>::gelu_grad(x, g))
-                .into_shared()
+            let zip = ndarray::Zip::from(&x).and(&grad);
+            let each = |&x: &F, &g: &F| <F as Gelu>::gelu_grad(x, g);
+            #[cfg(feature = "multi-threads")]
+            if parallel(x.len()) {
+                return zip.par_map_collect(each).into_shared();
+            }
+            zip.map_collect(each).into_shared()
         })
     }
+}
+
+/// Whether an element-wise pass over `len` elements is worth rayon's threads (slaw patch).
+fn parallel(len: usize) -> bool {
+    cfg!(feature = "multi-threads") && len >= 1 << 15
 }
 
 /// The exact GELU, `x·Φ(x)`, and its derivative, in the element's own precision (slaw patch).
