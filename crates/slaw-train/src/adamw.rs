@@ -125,7 +125,7 @@ impl<B: AutodiffBackend> FusedAdamW<B> {
             moments: &mut self.moments,
             one_pass: if !self.one_pass {
                 OnePass::None
-            } else if crate::adamw_cpu::is_cpu_f32::<B::InnerBackend>() {
+            } else if crate::cpu::is_cpu_f32::<B::InnerBackend>() {
                 OnePass::Cpu
             } else if cuda_f32::<B::InnerBackend>() {
                 OnePass::Cuda

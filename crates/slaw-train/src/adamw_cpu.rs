@@ -9,30 +9,18 @@
 //! if something else still holds it). The arithmetic is the tensor path's, in its order and in
 //! f32; the tests below check it against that path and against Burn's own AdamW.
 
-use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
-use burn_ndarray::{NdArrayTensor, SharedArray};
+use burn::tensor::Tensor;
+use burn_ndarray::SharedArray;
 use ndarray::Zip;
 
 use crate::adamw::Scalars;
-use crate::specialise::{cast, is};
-
-/// slaw's CPU backend.
-type Cpu = NdArray<f32>;
-
-/// Parameters with fewer elements are updated on the calling thread (a parallel loop costs
-/// more than it saves on a bias).
-const PARALLEL_FROM: usize = 1 << 15;
-
-/// Whether `B` is slaw's f32 CPU backend, the one [`update`] is written for.
-pub(crate) fn is_cpu_f32<B: Backend>() -> bool {
-    is::<B, Cpu>()
-}
+use crate::cpu::{array, tensor, Cpu, PARALLEL_FROM};
+use crate::specialise::cast;
 
 /// One AdamW step of one parameter: the new parameter and its new first and second moments.
 /// `moments` is `None` at the first step (zero moments); `factor` (`[1]`) multiplies the
-/// gradient first (global-norm clipping). `B` must be the f32 CPU backend ([`is_cpu_f32`]).
+/// gradient first (global-norm clipping). `B` must be the f32 CPU backend ([`crate::cpu::is_cpu_f32`]).
 pub(crate) fn update<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
@@ -71,31 +59,10 @@ pub(crate) fn update<B: Backend, const D: usize>(
     [tensor(param), tensor(first), tensor(second)]
 }
 
-/// The array under a tensor of the CPU backend.
-fn array<B: Backend, const D: usize>(t: Tensor<B, D>) -> SharedArray<f32> {
-    match cast::<_, Tensor<Cpu, D>>(t).into_primitive().tensor() {
-        NdArrayTensor::F32(storage) => storage.into_shared(),
-        other => unreachable!("an f32 backend holds {:?} tensors", other.dtype()),
-    }
-}
-
-/// A tensor of the CPU backend over `array`.
-fn tensor<B: Backend, const D: usize>(array: SharedArray<f32>) -> Tensor<B, D> {
-    let t = Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array)));
-    cast(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::Autodiff;
-
-    #[test]
-    fn recognises_only_the_f32_cpu_backend() {
-        assert!(is_cpu_f32::<NdArray<f32>>());
-        assert!(!is_cpu_f32::<NdArray<f64>>());
-        assert!(!is_cpu_f32::<Autodiff<NdArray<f32>>>());
-    }
 
     /// The same arithmetic in the same order, in f32: the same values as the tensor path.
     #[test]

@@ -24,13 +24,13 @@ pub const AGC_EPS: f64 = 1e-3;
 /// How [`clip_global_norm`] sums the squares of the gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormReduction {
-    /// One square-and-sum per gradient tensor, added up: no copies. Best where an operation is
-    /// cheap to launch (the CPU: the concatenation costs 20 ms per step on the quickstart's
-    /// largest MLP, this nothing measurable).
+    /// One square-and-sum of Burn's per gradient tensor, added up: no copies, but a temporary
+    /// and two operations per tensor. No backend of slaw's takes it any more (the f32 CPU
+    /// backend's one-pass sum under `Concatenated` is faster); kept for other backends.
     PerTensor,
-    /// All gradients at once, the fewest launches ([`crate::foreach::sum_of_squares`]: a
-    /// multi-tensor kernel on the f32 CUDA backend, one reduction over the concatenated
-    /// gradients elsewhere). Best where every operation costs host time (CUDA).
+    /// All gradients at once ([`crate::foreach::sum_of_squares`]: a multi-tensor kernel on
+    /// the f32 CUDA backend, one pass over each tensor where it lies on the f32 CPU backend, one
+    /// reduction over the concatenated gradients elsewhere).
     Concatenated,
 }
 

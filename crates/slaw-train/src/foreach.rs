@@ -6,8 +6,9 @@
 //! gradient, and concatenating the gradients first costs a copy launch per gradient (126 per
 //! step for the sweep's largest ViT, `docs/PERFORMANCE.md`). On slaw's CUDA backend (f32) this
 //! module runs a CubeCL kernel that reads up to [`cuda::GROUP`] tensors per launch and writes one
-//! partial sum per thread block; one Burn reduction adds the partial sums. Every other backend
-//! (the CPU, bf16) takes the concatenation.
+//! partial sum per thread block; one Burn reduction adds the partial sums. On slaw's CPU backend
+//! (f32) it sums each tensor in one pass where it lies. Every other backend (bf16) takes the
+//! concatenation.
 //!
 //! The CUDA path is a custom operation of burn-fusion's stream, so it runs in order with the
 //! operations before and after it and reads nothing back to the host.
@@ -30,12 +31,68 @@ pub fn sum_of_squares<B: Backend>(tensors: Vec<Tensor<B, 1>>) -> Option<Tensor<B
 /// stack, whose gradients have the trial axis first. `None` for an empty list.
 pub fn sum_of_squares_by_row<B: Backend>(tensors: Vec<Tensor<B, 2>>) -> Option<Tensor<B, 1>> {
     let rows = tensors.first()?.dims()[0];
+    if crate::cpu::is_cpu_f32::<B>() {
+        return Some(cpu::sum_of_squares_by_row(tensors));
+    }
     #[cfg(feature = "cuda")]
     let tensors = match cuda::sum_of_squares(tensors) {
         Ok(total) => return Some(total),
         Err(tensors) => tensors,
     };
     Some(Tensor::cat(tensors, 1).square().sum_dim(1).reshape([rows]))
+}
+
+/// The sums on slaw's f32 CPU backend: one pass over each tensor where it lies (no copy, no
+/// temporary), in f64, on rayon's threads for large tensors.
+mod cpu {
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Tensor, TensorData};
+    use rayon::prelude::*;
+
+    use crate::cpu::{array, Cpu, PARALLEL_FROM};
+    use crate::specialise::cast;
+
+    /// [`super::sum_of_squares_by_row`] for `B` the CPU backend.
+    pub(super) fn sum_of_squares_by_row<B: Backend>(tensors: Vec<Tensor<B, 2>>) -> Tensor<B, 1> {
+        let rows = tensors[0].dims()[0];
+        let mut sums = vec![0f64; rows];
+        for t in tensors {
+            for (sum, row) in sums.iter_mut().zip(array(t).outer_iter()) {
+                *sum += match row.as_slice() {
+                    Some(values) if values.len() >= PARALLEL_FROM => values
+                        .par_chunks(PARALLEL_FROM / 4)
+                        .map(squares)
+                        .sum::<f64>(),
+                    Some(values) => squares(values),
+                    None => row.iter().map(|&x| f64::from(x) * f64::from(x)).sum(),
+                };
+            }
+        }
+        let sums: Vec<f32> = sums.into_iter().map(|s| s as f32).collect();
+        // The CPU backend has one device.
+        cast(Tensor::<Cpu, 1>::from_data(
+            TensorData::new(sums, [rows]),
+            &Default::default(),
+        ))
+    }
+
+    /// The sum of the squares of `values`, over eight running sums that the compiler keeps
+    /// in vector registers.
+    fn squares(values: &[f32]) -> f64 {
+        let mut lanes = [0f64; 8];
+        let chunks = values.chunks_exact(8);
+        let rest: f64 = chunks
+            .remainder()
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum();
+        for chunk in chunks {
+            for (lane, &x) in lanes.iter_mut().zip(chunk) {
+                *lane += f64::from(x) * f64::from(x);
+            }
+        }
+        lanes.iter().sum::<f64>() + rest
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -264,6 +321,17 @@ mod tests {
         let want = host_sum(&ts);
         let got: Vec<f32> = sum_of_squares(ts).unwrap().into_data().to_vec().unwrap();
         assert!((f64::from(got[0]) - want).abs() <= 1e-5 * want);
+        // Rows that are not contiguous (of a transposed matrix) are read where they lie.
+        let m = Tensor::<B, 2>::random([64, 48], Distribution::Normal(0.0, 1.0), &device);
+        let want = host_sum(&[m.clone().reshape([64 * 48])]);
+        let got: Vec<f32> = sum_of_squares_by_row(vec![m.transpose()])
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(got.len(), 48);
+        let got: f64 = got.iter().map(|&g| f64::from(g)).sum();
+        assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
     }
 
     /// Sums by row against the host's, on the CPU (the concatenation) and, below, on CUDA.

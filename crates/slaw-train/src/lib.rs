@@ -13,6 +13,7 @@
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
 //! - [`convnet`]: the normaliser-free ResNet (weight standardisation, α/β residuals).
 //! - [`cost`]: analytical parameter and FLOP counts per layer.
+//! - `cpu`: the arrays under the CPU backend's tensors, for one-pass loops.
 //! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
 //! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
@@ -33,6 +34,7 @@ pub mod clipping;
 pub mod config;
 pub mod convnet;
 pub mod cost;
+mod cpu;
 pub mod data;
 pub mod foreach;
 pub mod model;

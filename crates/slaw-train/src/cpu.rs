@@ -1,0 +1,59 @@
+//! slaw's CPU backend (Burn's ndarray, f32) as seen from generic code: whether a backend is it,
+//! and the ndarray arrays under its tensors, for the loops that do in one pass what Burn's
+//! tensor operations do in several (`adamw_cpu`, `foreach`'s sum of squares).
+
+use burn::backend::NdArray;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+use burn_ndarray::{NdArrayTensor, SharedArray};
+
+use crate::specialise::{cast, is};
+
+/// slaw's CPU backend.
+pub(crate) type Cpu = NdArray<f32>;
+
+/// Loops over fewer elements run on the calling thread (rayon's threads cost more than they
+/// save on a bias or a norm's gain).
+pub(crate) const PARALLEL_FROM: usize = 1 << 15;
+
+/// Whether `B` is slaw's f32 CPU backend.
+pub(crate) fn is_cpu_f32<B: Backend>() -> bool {
+    is::<B, Cpu>()
+}
+
+/// The array under a tensor of `B`, which must be the CPU backend ([`is_cpu_f32`]).
+pub(crate) fn array<B: Backend, const D: usize>(t: Tensor<B, D>) -> SharedArray<f32> {
+    match cast::<_, Tensor<Cpu, D>>(t).into_primitive().tensor() {
+        NdArrayTensor::F32(storage) => storage.into_shared(),
+        other => unreachable!("an f32 backend holds {:?} tensors", other.dtype()),
+    }
+}
+
+/// A tensor of `B`, which must be the CPU backend, over `array`.
+pub(crate) fn tensor<B: Backend, const D: usize>(array: SharedArray<f32>) -> Tensor<B, D> {
+    let t = Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array)));
+    cast(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+
+    #[test]
+    fn recognises_only_the_f32_cpu_backend() {
+        assert!(is_cpu_f32::<NdArray<f32>>());
+        assert!(!is_cpu_f32::<NdArray<f64>>());
+        assert!(!is_cpu_f32::<Autodiff<NdArray<f32>>>());
+    }
+
+    #[test]
+    fn arrays_and_tensors_round_trip() {
+        let t = Tensor::<Cpu, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &Default::default());
+        let a = array(t.clone());
+        assert_eq!(a.shape(), [2, 2]);
+        assert_eq!(a[[1, 0]], 3.0);
+        let back: Tensor<Cpu, 2> = tensor(a);
+        assert_eq!(back.into_data(), t.into_data());
+    }
+}
