@@ -20,7 +20,8 @@ use crate::specialise::cast;
 
 /// One AdamW step of one parameter: the new parameter and its new first and second moments.
 /// `moments` is `None` at the first step (zero moments); `factor` (`[1]`) multiplies the
-/// gradient first (global-norm clipping). `B` must be the f32 CPU backend ([`crate::cpu::is_cpu_f32`]).
+/// gradient first (global-norm clipping). `B` must be the f32 CPU backend
+/// ([`crate::cpu::is_cpu_f32`]).
 pub(crate) fn update<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
