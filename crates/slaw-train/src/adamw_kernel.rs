@@ -31,7 +31,8 @@ const THREADS: u32 = 256;
 
 /// One AdamW step of one parameter: the new parameter and its new first and second moments.
 /// `moments` is `None` at the first step (zero moments); `factor` (`[1]`) multiplies the
-/// gradient first (global-norm clipping). `B` must be the f32 CUDA backend ([`is_cuda_f32`]).
+/// gradient first (global-norm clipping). `B` must be the f32 CUDA backend
+/// ([`crate::foreach::cuda::is_cuda_f32`]).
 pub(crate) fn update<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
