@@ -15,6 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::config::{AimConfig, InputShape};
+use crate::layer_norm;
 use crate::model::{token_linear, Block};
 
 /// The additive score for a query–key pair that must not attend.
@@ -54,7 +55,10 @@ impl<B: Backend> HeadBlock<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = token_linear(
             &self.fc2,
-            gelu(token_linear(&self.fc1, self.norm.forward(x.clone()))),
+            gelu(token_linear(
+                &self.fc1,
+                layer_norm::forward(&self.norm, x.clone()),
+            )),
         );
         x + h
     }
@@ -123,7 +127,7 @@ impl<B: Backend> Aim<B> {
         for block in &self.blocks {
             h = block.forward(h, mask.clone());
         }
-        self.final_norm.forward(h)
+        layer_norm::forward(&self.final_norm, h)
     }
 
     /// Mean-pooled trunk features `[batch, width]` with bidirectional attention (what the
@@ -144,7 +148,8 @@ impl<B: Backend> Aim<B> {
         for block in &self.head_blocks {
             h = block.forward(h);
         }
-        let prediction = token_linear(&self.output, self.head_norm.forward(h)).narrow(1, 0, t - 1);
+        let prediction =
+            token_linear(&self.output, layer_norm::forward(&self.head_norm, h)).narrow(1, 0, t - 1);
         let target = x.reshape([b, t, self.patch_dim]).narrow(1, 1, t - 1);
         let centred = target.clone() - target.mean_dim(2);
         let std = centred.clone().square().mean_dim(2).add_scalar(1e-6).sqrt();

@@ -1,9 +1,10 @@
 //! slaw's CPU backend (Burn's ndarray, f32) as seen from generic code: whether a backend is it,
 //! and the ndarray arrays under its tensors, for the loops that do in one pass what Burn's
-//! tensor operations do in several (`adamw_cpu`, `foreach`'s sum of squares).
+//! tensor operations do in several (`adamw_cpu`, `foreach`'s sum of squares, `layer_norm`'s CPU passes).
 
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 use burn_ndarray::{NdArrayTensor, SharedArray};
 
@@ -23,16 +24,27 @@ pub(crate) fn is_cpu_f32<B: Backend>() -> bool {
 
 /// The array under a tensor of `B`, which must be the CPU backend ([`is_cpu_f32`]).
 pub(crate) fn array<B: Backend, const D: usize>(t: Tensor<B, D>) -> SharedArray<f32> {
-    match cast::<_, Tensor<Cpu, D>>(t).into_primitive().tensor() {
+    primitive_array(cast::<_, Tensor<Cpu, D>>(t).into_primitive().tensor())
+}
+
+/// A tensor of `B`, which must be the CPU backend, over `array`.
+pub(crate) fn tensor<B: Backend, const D: usize>(array: SharedArray<f32>) -> Tensor<B, D> {
+    cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+        primitive(array),
+    )))
+}
+
+/// The array under a primitive tensor of the CPU backend.
+pub(crate) fn primitive_array(t: FloatTensor<Cpu>) -> SharedArray<f32> {
+    match t {
         NdArrayTensor::F32(storage) => storage.into_shared(),
         other => unreachable!("an f32 backend holds {:?} tensors", other.dtype()),
     }
 }
 
-/// A tensor of `B`, which must be the CPU backend, over `array`.
-pub(crate) fn tensor<B: Backend, const D: usize>(array: SharedArray<f32>) -> Tensor<B, D> {
-    let t = Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(NdArrayTensor::from(array)));
-    cast(t)
+/// A primitive tensor of the CPU backend over `array`.
+pub(crate) fn primitive(array: SharedArray<f32>) -> FloatTensor<Cpu> {
+    NdArrayTensor::from(array)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! - [`cost`]: analytical parameter and FLOP counts per layer.
 //! - `cpu`: the arrays under the CPU backend's tensors, for one-pass loops.
 //! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
+//! - `layer_norm`: LayerNorm as the models call it (one forward and one backward operation on CUDA).
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
 //! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
 //! - [`per_trial`]: one scalar per trial of a stack (learning rates, clipping factors).
@@ -37,6 +38,7 @@ pub mod cost;
 mod cpu;
 pub mod data;
 pub mod foreach;
+mod layer_norm;
 pub mod model;
 pub mod per_trial;
 pub mod probe;

@@ -18,6 +18,7 @@ use burn::tensor::Tensor;
 use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 use crate::convnet::ConvNet;
+use crate::layer_norm;
 
 /// `layer` applied to every token of `x` `[batch, tokens, width]`, as a product batched over
 /// chunks of whole examples of at most [`set_linear_chunk_rows`] rows.
@@ -213,10 +214,10 @@ impl<B: Backend> Attention<B> {
         };
         let (mut q, mut k, v) = (split_heads(), split_heads(), split_heads());
         if let Some(n) = &self.q_norm {
-            q = n.forward(q);
+            q = layer_norm::forward(n, q);
         }
         if let Some(n) = &self.k_norm {
-            k = n.forward(k);
+            k = layer_norm::forward(n, k);
         }
         let mut scores = q
             .matmul(k.swap_dims(2, 3))
@@ -265,12 +266,12 @@ impl<B: Backend> Block<B> {
         match &self.norm2 {
             // x + Attn(LN(x)) + MLP(LN(x)): one norm feeds both branches.
             None => {
-                let n = self.norm1.forward(x.clone());
+                let n = layer_norm::forward(&self.norm1, x.clone());
                 x + self.attn.forward(n.clone(), mask) + self.mlp(n)
             }
             Some(norm2) => {
-                let x = x.clone() + self.attn.forward(self.norm1.forward(x), mask);
-                x.clone() + self.mlp(norm2.forward(x))
+                let x = x.clone() + self.attn.forward(layer_norm::forward(&self.norm1, x), mask);
+                x.clone() + self.mlp(layer_norm::forward(norm2, x))
             }
         }
     }
@@ -324,7 +325,7 @@ impl<B: Backend> Vit<B> {
         for block in &self.blocks {
             x = block.forward(x, None);
         }
-        let x = self.final_norm.forward(x);
+        let x = layer_norm::forward(&self.final_norm, x);
         let [_, t, d] = x.dims();
         let pooled: Tensor<B, 2> = match self.class_token {
             Some(_) => x.narrow(1, 0, 1).reshape([b, d]),
