@@ -7,6 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
 use burn_ndarray::{NdArrayTensor, SharedArray};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 
 use crate::specialise::{cast, is};
 
@@ -45,6 +47,48 @@ pub(crate) fn primitive_array(t: FloatTensor<Cpu>) -> SharedArray<f32> {
 /// A primitive tensor of the CPU backend over `array`.
 pub(crate) fn primitive(array: SharedArray<f32>) -> FloatTensor<Cpu> {
     NdArrayTensor::from(array)
+}
+
+/// A primitive tensor's array in row-major order (copied only when it is not).
+pub(crate) fn row_major(t: FloatTensor<Cpu>) -> SharedArray<f32> {
+    let a = primitive_array(t);
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned().into_shared()
+    }
+}
+
+/// The elements of a row-major array.
+pub(crate) fn values(a: &SharedArray<f32>) -> &[f32] {
+    a.as_slice().expect("a row-major array is one slice")
+}
+
+/// A primitive tensor of `shape` over row-major `values`.
+pub(crate) fn primitive_from(shape: &[usize], values: Vec<f32>) -> FloatTensor<Cpu> {
+    let a = ArrayD::from_shape_vec(IxDyn(shape), values).expect("values fill the shape");
+    primitive(a.into_shared())
+}
+
+/// Calls `f(row, out_row, extra)` for every row of `out` (`width` wide) and the row's element
+/// of `extra`, on rayon's threads when `out` is large.
+pub(crate) fn for_rows<T: Send>(
+    out: &mut [f32],
+    width: usize,
+    extra: &mut [T],
+    f: impl Fn(usize, &mut [f32], &mut T) + Sync + Send,
+) {
+    if out.len() >= PARALLEL_FROM {
+        out.par_chunks_mut(width)
+            .zip(extra.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, (o, e))| f(r, o, e));
+    } else {
+        out.chunks_mut(width)
+            .zip(extra.iter_mut())
+            .enumerate()
+            .for_each(|(r, (o, e))| f(r, o, e));
+    }
 }
 
 #[cfg(test)]

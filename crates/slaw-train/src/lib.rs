@@ -13,9 +13,10 @@
 //! - [`config`]: the resolved configuration of one trial (what the planner produces).
 //! - [`convnet`]: the normaliser-free ResNet (weight standardisation, α/β residuals).
 //! - [`cost`]: analytical parameter and FLOP counts per layer.
+//! - `custom_op` (CUDA builds): registering custom operations, the row kernels' launch shape.
 //! - `cpu`: the arrays under the CPU backend's tensors, for one-pass loops.
 //! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
-//! - `layer_norm`: LayerNorm as the models call it (one forward and one backward operation on CUDA).
+//! - `layer_norm`: LayerNorm as the models call it (one pass each way on CUDA and the CPU).
 //! - [`data`]: Fashion-MNIST IDX files, the synthetic teacher task, the fixed split.
 //! - [`model`]: the Burn modules (MLP, ViT) and the enum over every family.
 //! - [`per_trial`]: one scalar per trial of a stack (learning rates, clipping factors).
@@ -23,6 +24,7 @@
 //! - [`schedule`]: warm-up and decay of the learning rate.
 //! - [`stack`]: the training loop of several trials of one shape trained as one model.
 //! - [`stacked`]: the ViT with a leading trial axis on every parameter.
+//! - `softmax`: softmax over the last axis as the attention calls it (one pass each way on CUDA and the CPU).
 //! - `specialise`: reaching one backend's faster path from generic code.
 //! - [`trainer`]: the loop, the [`trainer::Reporter`] trait and the outcomes.
 
@@ -36,6 +38,8 @@ pub mod config;
 pub mod convnet;
 pub mod cost;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod custom_op;
 pub mod data;
 pub mod foreach;
 mod layer_norm;
@@ -43,6 +47,7 @@ pub mod model;
 pub mod per_trial;
 pub mod probe;
 pub mod schedule;
+mod softmax;
 mod specialise;
 pub mod stack;
 pub mod stacked;

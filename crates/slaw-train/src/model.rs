@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 use crate::convnet::ConvNet;
-use crate::layer_norm;
+use crate::{layer_norm, softmax};
 
 /// `layer` applied to every token of `x` `[batch, tokens, width]`, as a product batched over
 /// chunks of whole examples of at most [`set_linear_chunk_rows`] rows.
@@ -225,7 +225,7 @@ impl<B: Backend> Attention<B> {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        let attn = softmax(scores, 3);
+        let attn = softmax::last_axis(scores);
         let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         token_linear(&self.out, y)
     }

@@ -5,56 +5,13 @@
 //! number of threads).
 
 use burn::tensor::ops::FloatTensor;
-use burn_ndarray::SharedArray;
-use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::{Passes, Saved, EPSILON};
-use crate::cpu::{primitive, primitive_array, Cpu, PARALLEL_FROM};
+use crate::cpu::{for_rows, primitive_from, row_major, values, Cpu, PARALLEL_FROM};
 
 /// Rows per partial sum of the scale's and shift's gradients.
 const CHUNK: usize = 64;
-
-/// A primitive tensor's array in row-major order (copied only when it is not).
-fn row_major(t: FloatTensor<Cpu>) -> SharedArray<f32> {
-    let a = primitive_array(t);
-    if a.is_standard_layout() {
-        a
-    } else {
-        a.as_standard_layout().into_owned().into_shared()
-    }
-}
-
-/// The elements of a row-major array.
-fn values(a: &SharedArray<f32>) -> &[f32] {
-    a.as_slice().expect("a row-major array is one slice")
-}
-
-fn tensor(shape: &[usize], values: Vec<f32>) -> FloatTensor<Cpu> {
-    let a = ArrayD::from_shape_vec(IxDyn(shape), values).expect("values fill the shape");
-    primitive(a.into_shared())
-}
-
-/// Calls `f(row, out_row, extra)` for every row of `out` (`width` wide) and the row's element
-/// of `extra`, on rayon's threads when `out` is large.
-fn for_rows<T: Send>(
-    out: &mut [f32],
-    width: usize,
-    extra: &mut [T],
-    f: impl Fn(usize, &mut [f32], &mut T) + Sync + Send,
-) {
-    if out.len() >= PARALLEL_FROM {
-        out.par_chunks_mut(width)
-            .zip(extra.par_iter_mut())
-            .enumerate()
-            .for_each(|(r, (o, e))| f(r, o, e));
-    } else {
-        out.chunks_mut(width)
-            .zip(extra.iter_mut())
-            .enumerate()
-            .for_each(|(r, (o, e))| f(r, o, e));
-    }
-}
 
 impl Passes for Cpu {
     fn layer_norm_forward(
@@ -85,9 +42,9 @@ impl Passes for Cpu {
         });
         let (mean, rstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
         [
-            tensor(&shape, y),
-            tensor(&[rows], mean),
-            tensor(&[rows], rstd),
+            primitive_from(&shape, y),
+            primitive_from(&[rows], mean),
+            primitive_from(&[rows], rstd),
         ]
     }
 
@@ -145,10 +102,10 @@ impl Passes for Cpu {
         }
         let column = |range: std::ops::Range<usize>| {
             let values = sums[range].iter().map(|&v| v as f32).collect();
-            tensor(&[width], values)
+            primitive_from(&[width], values)
         };
         [
-            Some(tensor(&shape, dx)),
+            Some(primitive_from(&shape, dx)),
             Some(column(0..width)),
             has_beta.then(|| column(width..2 * width)),
         ]

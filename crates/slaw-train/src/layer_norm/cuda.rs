@@ -10,17 +10,16 @@ use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use burn_fusion::stream::{Operation, OperationStreams};
+use burn_fusion::stream::Operation;
 use burn_fusion::FusionTensor;
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use burn_ir::{CustomOpIr, HandleContainer};
 use cubecl::cuda::CudaRuntime;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use super::{Passes, Saved, EPSILON};
+use crate::custom_op::{register, row_blocks, row_threads, rows_and_width};
 use crate::foreach::cuda::{Cuda, Inner, Runtime};
 
-/// Rows per thread block of the row kernels (one warp of 32 lanes per row).
-const ROWS_PER_BLOCK: u32 = 8;
 /// Rows summed by one thread block of the column sums' first step.
 const CHUNK: usize = 64;
 /// Row lanes per thread block of the column sums (first step, second step).
@@ -42,37 +41,6 @@ impl Passes for Cuda {
         has_beta: bool,
     ) -> [Option<FloatTensor<Self>>; 3] {
         backward_op(dy, saved.x, saved.mean, saved.rstd, saved.gamma, has_beta)
-    }
-}
-
-/// Rows (every axis but the last) and width (the last axis) of `shape`.
-fn rows_and_width(shape: &Shape) -> (usize, usize) {
-    let width = shape[shape.num_dims() - 1];
-    (shape.num_elements() / width.max(1), width)
-}
-
-/// Registers one custom operation in burn-fusion's stream and returns its outputs.
-fn register<const O: usize>(
-    name: &'static str,
-    inputs: Vec<FusionTensor<Runtime>>,
-    shapes: [Shape; O],
-    make: impl FnOnce(CustomOpIr) -> LayerNormOp,
-) -> [FusionTensor<Runtime>; O] {
-    let client = inputs[0].client.clone();
-    let outputs: Vec<TensorIr> = shapes
-        .into_iter()
-        .map(|s| TensorIr::uninit(client.create_empty_handle(), s, DType::F32))
-        .collect();
-    let streams = OperationStreams::with_inputs(&inputs);
-    let irs: Vec<TensorIr> = inputs.into_iter().map(|t| t.into_ir()).collect();
-    let desc = CustomOpIr::new(name, &irs, &outputs);
-    let out: Vec<FusionTensor<Runtime>> = client
-        .register(streams, OperationIr::Custom(desc.clone()), make(desc))
-        .into_iter()
-        .collect();
-    match out.try_into() {
-        Ok(out) => out,
-        Err(_) => unreachable!("the operation has {O} outputs"),
     }
 }
 
@@ -176,7 +144,7 @@ impl Operation<Runtime> for LayerNormOp {
                 kernel::forward_kernel::launch::<CudaRuntime>(
                     &client,
                     row_blocks(rows),
-                    CubeDim::new_2d(32, ROWS_PER_BLOCK),
+                    row_threads(),
                     arg(&inputs[0]),
                     arg(&inputs[1]),
                     arg(beta),
@@ -197,7 +165,7 @@ impl Operation<Runtime> for LayerNormOp {
                 kernel::backward_rows_kernel::launch::<CudaRuntime>(
                     &client,
                     row_blocks(rows),
-                    CubeDim::new_2d(32, ROWS_PER_BLOCK),
+                    row_threads(),
                     arg(dy),
                     arg(x),
                     arg(mean),
@@ -253,26 +221,12 @@ impl Operation<Runtime> for LayerNormOp {
     }
 }
 
-/// Thread blocks of the row kernels: [`ROWS_PER_BLOCK`] rows each, in a 2-D grid (the x
-/// axis of a grid stops at 65 535 blocks on some devices; rows can be more).
-fn row_blocks(rows: usize) -> CubeCount {
-    let blocks = rows.div_ceil(ROWS_PER_BLOCK as usize).max(1) as u32;
-    let x = blocks.min(32_768);
-    CubeCount::Static(x, blocks.div_ceil(x), 1)
-}
-
 /// The CubeCL kernels (their own module: CubeCL's `Tensor` is not Burn's). Rows are
 /// `width` adjacent elements; the row kernels give each row one warp (`CUBE_DIM_X` = 32
 /// lanes, `plane_sum` over them), `CUBE_DIM_Y` rows per block.
 mod kernel {
+    use crate::custom_op::kernel::row_of_warp;
     use cubecl::prelude::*;
-
-    /// The row this warp works on (blocks in a 2-D grid, see `row_blocks`).
-    #[cube]
-    fn row_of_warp() -> usize {
-        let block = CUBE_POS_Y as usize * CUBE_COUNT_X as usize + CUBE_POS_X as usize;
-        block * CUBE_DIM_Y as usize + UNIT_POS_Y as usize
-    }
 
     #[allow(clippy::too_many_arguments)]
     #[cube(launch)]
