@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Call 6: the packed sweep through the final build twice, then the sequential PyTorch loop (same machine as calls 4 and 5).
+set -uo pipefail
+export OUT="${OUT:-/tmp/slaw-bench}"
+tar -C /tmp -xJf gpu/kernel-cache.tar.xz; export SLAW_KERNEL_CACHE=/tmp/slaw-kernels
+source bench/common.sh
+cp gpu/slaw-cuda-final.xz gpu/slaw-cuda-final2.xz
+BUILDS="final final2" bash bench/ab_sweep.sh
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+def losses(f, key="results"):
+    d = json.load(open(f))
+    return {(r["size"], r["epochs"], r["lr"]): r.get("val_loss") for r in d.get(key, d.get("trials", []))}
+t = losses(f"{out}/torch-sweep.json")
+for tag in ["final", "final2"]:
+    s = losses(f"{out}/sweep-{tag}.json")
+    d = [abs(v - t[k]) for k, v in s.items() if v is not None and t.get(k) is not None]
+    print(f"{tag} vs PyTorch: {len(d)} trials, mean |dval| {sum(d)/len(d):.4f}, max {max(d):.4f}")
+PY
+rm -f "$OUT"/*.out "$OUT/peak.json" "$OUT/slaw-sweep.log" "$OUT/torch-sweep.log"
