@@ -42,6 +42,7 @@ mod cpu;
 mod custom_op;
 pub mod data;
 pub mod foreach;
+mod heads;
 mod layer_norm;
 pub mod model;
 pub mod per_trial;

@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
 use crate::convnet::ConvNet;
-use crate::{layer_norm, softmax};
+use crate::{heads, layer_norm, softmax};
 
 /// `layer` applied to every token of `x` `[batch, tokens, width]`, as a product batched over
 /// chunks of whole examples of at most [`set_linear_chunk_rows`] rows.
@@ -203,31 +203,21 @@ impl<B: Backend> Attention<B> {
     /// `[batch, heads, tokens, tokens]`, is added to the scores (0 where a query may attend a
     /// key, a large negative number where it may not).
     pub(crate) fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
-        let [b, t, d] = x.dims();
-        let (h, dh) = (self.heads, d / self.heads);
-        let mut qkv = token_linear(&self.qkv, x).chunk(3, 2).into_iter();
-        let mut split_heads = || {
-            qkv.next()
-                .expect("qkv has three chunks")
-                .reshape([b, t, h, dh])
-                .swap_dims(1, 2)
-        };
-        let (mut q, mut k, v) = (split_heads(), split_heads(), split_heads());
+        let (h, dh) = (self.heads, x.dims()[2] / self.heads);
+        let [mut q, mut k, v] = heads::split(token_linear(&self.qkv, x), h);
         if let Some(n) = &self.q_norm {
             q = layer_norm::forward(n, q);
         }
         if let Some(n) = &self.k_norm {
             k = layer_norm::forward(n, k);
         }
-        let mut scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores + mask;
-        }
-        let attn = softmax::last_axis(scores);
-        let y = attn.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        token_linear(&self.out, y)
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let scale = (dh as f32).sqrt().recip();
+        let attn = match mask {
+            Some(mask) => softmax::last_axis(scores.mul_scalar(scale) + mask, 1.0),
+            None => softmax::last_axis(scores, scale),
+        };
+        token_linear(&self.out, heads::merge(attn.matmul(v)))
     }
 }
 

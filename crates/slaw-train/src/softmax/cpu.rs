@@ -7,7 +7,7 @@ use super::Passes;
 use crate::cpu::{for_rows, primitive_from, row_major, values, Cpu};
 
 impl Passes for Cpu {
-    fn softmax_forward(x: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn softmax_forward(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         let x = row_major(x);
         let shape = x.shape().to_vec();
         let x = values(&x);
@@ -16,10 +16,10 @@ impl Passes for Cpu {
         let mut unused = vec![(); x.len() / width.max(1)];
         for_rows(&mut y, width, &mut unused, |r, out, _| {
             let row = &x[r * width..(r + 1) * width];
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(scale * v));
             let mut sum = 0f32;
             for (o, v) in out.iter_mut().zip(row) {
-                *o = (v - max).exp();
+                *o = (scale * v - max).exp();
                 sum += *o;
             }
             let inv = 1.0 / sum;
@@ -28,7 +28,11 @@ impl Passes for Cpu {
         primitive_from(&shape, y)
     }
 
-    fn softmax_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn softmax_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
         let [y, dy] = [y, dy].map(row_major);
         let shape = y.shape().to_vec();
         let [y, dy] = [&y, &dy].map(values);
@@ -40,7 +44,7 @@ impl Passes for Cpu {
             let (y, dy) = (&y[at.clone()], &dy[at]);
             let dot: f32 = y.iter().zip(dy).map(|(y, d)| y * d).sum();
             for ((o, y), d) in out.iter_mut().zip(y).zip(dy) {
-                *o = y * (d - dot);
+                *o = scale * y * (d - dot);
             }
         });
         primitive_from(&shape, dx)

@@ -15,20 +15,26 @@ use crate::custom_op::{register, row_blocks, row_threads, rows_and_width};
 use crate::foreach::cuda::{Cuda, Inner, Runtime};
 
 impl Passes for Cuda {
-    fn softmax_forward(x: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn softmax_forward(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         let shape = x.shape.clone();
         let [y] = register("slaw_softmax", vec![x], [shape], |desc| SoftmaxOp {
             desc,
+            scale,
             backward: false,
         });
         y
     }
 
-    fn softmax_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn softmax_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
         let shape = y.shape.clone();
         let [dx] = register("slaw_softmax_backward", vec![y, dy], [shape], |desc| {
             SoftmaxOp {
                 desc,
+                scale,
                 backward: true,
             }
         });
@@ -40,6 +46,7 @@ impl Passes for Cuda {
 #[derive(Debug, Clone)]
 struct SoftmaxOp {
     desc: CustomOpIr,
+    scale: f32,
     backward: bool,
 }
 
@@ -73,6 +80,7 @@ impl Operation<Runtime> for SoftmaxOp {
                 arg(&inputs[0]),
                 arg(&inputs[1]),
                 arg(&out),
+                self.scale,
                 rows,
                 width,
             );
@@ -83,6 +91,7 @@ impl Operation<Runtime> for SoftmaxOp {
                 row_threads(),
                 arg(first),
                 arg(&out),
+                self.scale,
                 rows,
                 width,
             );
@@ -96,9 +105,15 @@ mod kernel {
     use crate::custom_op::kernel::row_of_warp;
     use cubecl::prelude::*;
 
-    /// `y = exp(x − max) / Σ exp(x − max)` by row.
+    /// `y = exp(s − max) / Σ exp(s − max)` by row, `s = scale·x`.
     #[cube(launch)]
-    pub(super) fn softmax_kernel(x: &Tensor<f32>, y: &mut Tensor<f32>, rows: usize, width: usize) {
+    pub(super) fn softmax_kernel(
+        x: &Tensor<f32>,
+        y: &mut Tensor<f32>,
+        scale: f32,
+        rows: usize,
+        width: usize,
+    ) {
         let row = row_of_warp();
         // The whole warp shares `row`: the branch is uniform and the plane operations see 32
         // lanes.
@@ -109,7 +124,7 @@ mod kernel {
             let mut max = f32::new(-3.0e38);
             let mut j = lane;
             while j < width {
-                let v = x[base + j];
+                let v = x[base + j] * scale;
                 if v > max {
                     max = v;
                 }
@@ -119,24 +134,25 @@ mod kernel {
             let mut sum = 0.0f32;
             j = lane;
             while j < width {
-                sum += (x[base + j] - max).exp();
+                sum += (x[base + j] * scale - max).exp();
                 j += step;
             }
             let inv = 1.0f32 / plane_sum(sum);
             j = lane;
             while j < width {
-                y[base + j] = (x[base + j] - max).exp() * inv;
+                y[base + j] = (x[base + j] * scale - max).exp() * inv;
                 j += step;
             }
         }
     }
 
-    /// `dx = y·(dy − Σ y·dy)` by row.
+    /// `dx = scale·y·(dy − Σ y·dy)` by row.
     #[cube(launch)]
     pub(super) fn softmax_backward_kernel(
         y: &Tensor<f32>,
         dy: &Tensor<f32>,
         dx: &mut Tensor<f32>,
+        scale: f32,
         rows: usize,
         width: usize,
     ) {
@@ -154,7 +170,7 @@ mod kernel {
             let dot = plane_sum(dot);
             j = lane;
             while j < width {
-                dx[base + j] = y[base + j] * (dy[base + j] - dot);
+                dx[base + j] = scale * y[base + j] * (dy[base + j] - dot);
                 j += step;
             }
         }

@@ -1,10 +1,13 @@
-//! Softmax over the last axis, as the attention calls it: on slaw's f32 CUDA and CPU backends
-//! one forward and one backward pass of slaw's own, as one autodiff node.
+//! Softmax over the last axis of scaled scores, `softmax(scale·x)`, as the attention calls it:
+//! on slaw's f32 CUDA and CPU backends one forward and one backward pass of slaw's own, as one
+//! autodiff node (the attention's `1/√head_width` taken into the passes rather than an
+//! element-wise operation of its own each way).
 //!
 //! Burn 0.21 composes softmax from tensor operations: the row's maximum, the exponentials, the
 //! row's sum and the division forward, and backward the gradients of those (two more reductions,
-//! ~10 operations). Here the forward is one pass per row (`y = exp(x − max) / Σ exp(x − max)`)
-//! and the backward one (`dx = y·(dy − Σ y·dy)`), keeping only the output for the backward.
+//! ~10 operations). Here the forward is one pass per row (`y = exp(s − max) / Σ exp(s − max)`
+//! with `s = scale·x`) and the backward one (`dx = scale·y·(dy − Σ y·dy)`), keeping only the
+//! output for the backward.
 //! Tests compare both with Burn's composition and an f64 reference.
 //!
 //! Other backends, bf16, and `SLAW_SOFTMAX_KERNEL=0` (for benchmarks) use Burn's composition.
@@ -34,35 +37,48 @@ use crate::specialise::{cast, is};
 
 /// A backend with softmax passes of its own, over the last axis of tensors of any rank.
 trait Passes: Backend {
-    /// `exp(x − max) / Σ exp(x − max)` by row.
-    fn softmax_forward(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// `y·(dy − Σ y·dy)` by row, from the forward's output `y`.
-    fn softmax_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `exp(s − max) / Σ exp(s − max)` by row, `s = scale·x`.
+    fn softmax_forward(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+    /// `scale·y·(dy − Σ y·dy)` by row, from the forward's output `y`.
+    fn softmax_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 }
 
-/// Softmax of `x` over its last axis.
-pub(crate) fn last_axis<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+/// Softmax of `scale·x` over its last axis.
+pub(crate) fn last_axis<B: Backend, const D: usize>(x: Tensor<B, D>, scale: f32) -> Tensor<B, D> {
     if !enabled() {
-        return softmax(x, D - 1);
+        return burns(x, scale);
     }
     #[cfg(feature = "cuda")]
     {
         use crate::foreach::cuda::Cuda;
         if is::<B, Autodiff<Cuda>>() {
-            return tracked::<B, Cuda, D>(x);
+            return tracked::<B, Cuda, D>(x, scale);
         }
         if is::<B, Cuda>() {
-            return untracked::<B, Cuda, D>(x);
+            return untracked::<B, Cuda, D>(x, scale);
         }
     }
     use crate::cpu::Cpu;
     if is::<B, Autodiff<Cpu>>() {
-        return tracked::<B, Cpu, D>(x);
+        return tracked::<B, Cpu, D>(x, scale);
     }
     if is::<B, Cpu>() {
-        return untracked::<B, Cpu, D>(x);
+        return untracked::<B, Cpu, D>(x, scale);
     }
-    softmax(x, D - 1)
+    burns(x, scale)
+}
+
+/// [`last_axis`] as Burn's tensor operations.
+fn burns<B: Backend, const D: usize>(x: Tensor<B, D>, scale: f32) -> Tensor<B, D> {
+    if scale == 1.0 {
+        softmax(x, D - 1)
+    } else {
+        softmax(x.mul_scalar(scale), D - 1)
+    }
 }
 
 /// Whether the passes here are on (`SLAW_SOFTMAX_KERNEL=0` switches them off).
@@ -71,13 +87,13 @@ fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("SLAW_SOFTMAX_KERNEL").map_or(true, |v| v != "0"))
 }
 
-fn untracked<B: Backend, P: Passes, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+fn untracked<B: Backend, P: Passes, const D: usize>(x: Tensor<B, D>, scale: f32) -> Tensor<B, D> {
     let x = cast::<_, Tensor<P, D>>(x).into_primitive().tensor();
-    let y = P::softmax_forward(x);
+    let y = P::softmax_forward(x, scale);
     cast(Tensor::<P, D>::from_primitive(TensorPrimitive::Float(y)))
 }
 
-fn tracked<B: Backend, P: Passes, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+fn tracked<B: Backend, P: Passes, const D: usize>(x: Tensor<B, D>, scale: f32) -> Tensor<B, D> {
     let x = cast::<_, Tensor<Autodiff<P>, D>>(x)
         .into_primitive()
         .tensor();
@@ -89,27 +105,28 @@ fn tracked<B: Backend, P: Passes, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 
     .stateful();
     let y = match kind {
         OpsKind::Tracked(prep) => {
-            let y = P::softmax_forward(x.primitive);
-            prep.finish(y.clone(), y)
+            let y = P::softmax_forward(x.primitive, scale);
+            prep.finish((y.clone(), scale), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(P::softmax_forward(x.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(P::softmax_forward(x.primitive, scale)),
     };
     cast(Tensor::<Autodiff<P>, D>::from_primitive(
         TensorPrimitive::Float(y),
     ))
 }
 
-/// The autodiff node; its state is the output.
+/// The autodiff node; its state is the output and the scale.
 #[derive(Debug)]
 struct SoftmaxBackward;
 
 impl<P: Passes> Backward<P, 1> for SoftmaxBackward {
-    type State = FloatTensor<P>;
+    type State = (FloatTensor<P>, f32);
 
-    fn backward(self, ops: Ops<FloatTensor<P>, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<P>(&ops.node);
         if let Some(parent) = &ops.parents[0] {
-            grads.register::<P>(parent.id, P::softmax_backward(ops.state, dy));
+            let (y, scale) = ops.state;
+            grads.register::<P>(parent.id, P::softmax_backward(y, dy, scale));
         }
     }
 }
@@ -125,11 +142,13 @@ mod tests {
         t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
     }
 
-    /// Output and input gradient through [`super::last_axis`] and through Burn's softmax, and
-    /// the f64 reference (empty for a transposed input): `[ours, Burn's, reference]`.
+    /// Output and input gradient of the softmax of `scale·x` through [`super::last_axis`] and
+    /// through Burn's softmax, and the f64 reference (empty for a transposed input):
+    /// `[ours, Burn's, reference]`.
     fn ours_burns_reference<B: AutodiffBackend>(
         dims: [usize; 4],
         transposed: bool,
+        scale: f32,
         device: &B::Device,
     ) -> [[Vec<f32>; 2]; 3] {
         let x0 = Tensor::<B, 4>::random(dims, Distribution::Normal(0.0, 3.0), device);
@@ -147,9 +166,9 @@ mod tests {
         let run = |ours: bool| -> [Vec<f32>; 2] {
             let x = x0.clone().detach().require_grad();
             let y = if ours {
-                super::last_axis(input(x.clone()))
+                super::last_axis(input(x.clone()), scale)
             } else {
-                softmax(input(x.clone()), 3)
+                softmax(input(x.clone()).mul_scalar(scale), 3)
             };
             let grads = (y.clone() * dy.clone()).sum().backward();
             [
@@ -160,17 +179,19 @@ mod tests {
         let reference = if transposed {
             Default::default()
         } else {
-            reference(&values(x0.clone()), &values(dy.clone()), dims[3])
+            reference(&values(x0.clone()), &values(dy.clone()), dims[3], scale)
         };
         [run(true), run(false), reference]
     }
 
-    /// Softmax and its input gradient in f64 on the host, rows of `width`.
-    fn reference(x: &[f32], dy: &[f32], width: usize) -> [Vec<f32>; 2] {
+    /// The softmax of `scale·x` and its input gradient in f64 on the host, rows of `width`.
+    fn reference(x: &[f32], dy: &[f32], width: usize, scale: f32) -> [Vec<f32>; 2] {
         let (mut y, mut dx) = (Vec::new(), Vec::new());
+        let scale = f64::from(scale);
         for (row, d) in x.chunks(width).zip(dy.chunks(width)) {
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v.into()));
-            let e: Vec<f64> = row.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+            let row: Vec<f64> = row.iter().map(|&v| scale * f64::from(v)).collect();
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
             let sum: f64 = e.iter().sum();
             let p: Vec<f64> = e.iter().map(|v| v / sum).collect();
             let dot: f64 = p.iter().zip(d).map(|(p, &d)| p * f64::from(d)).sum();
@@ -178,7 +199,7 @@ mod tests {
             dx.extend(
                 p.iter()
                     .zip(d)
-                    .map(|(p, &d)| (p * (f64::from(d) - dot)) as f32),
+                    .map(|(p, &d)| (scale * p * (f64::from(d) - dot)) as f32),
             );
         }
         [y, dx]
@@ -200,15 +221,17 @@ mod tests {
         // to ~6·10⁻⁴ of the scale on the CPU), hence the looser bound against it.
         // The sweep's attention rows (49 keys), medium's (64), a transposed input, a width past
         // one warp's lanes several times, more rows than one grid axis holds.
+        // Scales: the attention's 1/√32 and 1/√64, 1, and one above 1.
         let cases = [
-            ([4, 8, 49, 49], false),
-            ([2, 6, 64, 64], false),
-            ([2, 3, 17, 5], true),
-            ([1, 2, 3, 1000], false),
-            ([1, 1, 300_000, 3], false),
+            ([4, 8, 49, 49], false, 32f32.sqrt().recip()),
+            ([2, 6, 64, 64], false, 1.0),
+            ([2, 3, 17, 5], true, 0.125),
+            ([1, 2, 3, 1000], false, 1.0),
+            ([1, 1, 300_000, 3], false, 2.5),
         ];
-        for (dims, transposed) in cases {
-            let [ours, burns, reference] = ours_burns_reference::<B>(dims, transposed, device);
+        for (dims, transposed, scale) in cases {
+            let [ours, burns, reference] =
+                ours_burns_reference::<B>(dims, transposed, scale, device);
             for (k, what) in ["y", "dx"].iter().enumerate() {
                 let what = format!("{dims:?} {what}");
                 if !transposed {
@@ -226,7 +249,7 @@ mod tests {
         let x = Tensor::<crate::cpu::Cpu, 3>::random([4, 7, 33], Distribution::Default, &device);
         assert_close(
             "without autodiff",
-            &values(super::last_axis(x.clone())),
+            &values(super::last_axis(x.clone(), 1.0)),
             &values(softmax(x, 2)),
             1e-6,
         );
@@ -243,7 +266,7 @@ mod tests {
         let x = Tensor::<C, 3>::random([4, 7, 33], Distribution::Default, &device);
         assert_close(
             "without autodiff",
-            &values(super::last_axis(x.clone())),
+            &values(super::last_axis(x.clone(), 1.0)),
             &values(softmax(x, 2)),
             1e-6,
         );
