@@ -2,7 +2,8 @@
 # Time per step of two or more builds of slaw side by side, on the same machine in the same call
 # (lent machines differ by more than most changes do). Builds: gpu/slaw-cuda-TAG.xz for each TAG
 # in BUILDS (default "base new"); CONFIGS picks from small, medium, vit-256, vit-64 (default
-# "small vit-256"); ROUNDS alternates the builds that many times; PyTorch f32 runs once per
+# "small vit-256"; large too); STEPS and WARMUP (default 200 and 40) set the steps timed and
+# the steps before them; ROUNDS alternates the builds that many times; PyTorch f32 runs once per
 # config unless TORCH=0. JSON lines, each with "build", go to $OUT/ab-step.jsonl.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -13,12 +14,12 @@ for cfg in ${CONFIGS:-small vit-256}; do
     for round in $(seq "${ROUNDS:-2}"); do
         for tag in ${BUILDS:-base new}; do
             timeout -k 15 300 "/tmp/slaw-$tag" bench --model vit ${ARGS[$cfg]} --steps "${STEPS:-200}" \
-                --warmup 40 --device cuda:0 --precision f32 \
+                --warmup "${WARMUP:-40}" --device cuda:0 --precision f32 \
                 | sed "s/^{/{\"config\":\"$cfg\",\"build\":\"$tag\",\"round\":$round,/" | tee -a "$OUT/ab-step.jsonl"
         done
     done
     if [ "${TORCH:-1}" = 1 ]; then
-        timeout -k 15 300 python3 bench/torch_step.py ${ARGS[$cfg]} --steps "${STEPS:-200}" --warmup 40 \
+        timeout -k 15 300 python3 bench/torch_step.py ${ARGS[$cfg]} --steps "${STEPS:-200}" --warmup "${WARMUP:-40}" \
             --mode f32 | sed "s/^{/{\"config\":\"$cfg\",\"build\":\"torch\",/" | tee -a "$OUT/ab-step.jsonl"
     fi
 done
