@@ -6,7 +6,8 @@
 # PART is one of: step, sweepstep, large, cpu, sweep (slaw --mps auto, then PyTorch), sweep-nomps
 # (slaw --mps off), checks, cache, convnet, all. SLAW_RUN_ARGS adds arguments to the sweeps'
 # `slaw run` (e.g. "--stack 1"). SLAW_RUNS / TORCH_RUNS (comma-separated, or
-# none) narrow the step modes; SKIP_TORCH_SWEEP, SKIP_OOM, SKIP_BF16 leave parts out. Results (JSON lines)
+# none) narrow the step modes; SKIP_TORCH_SWEEP, SKIP_OOM, SKIP_BF16 leave parts out; PURE_BF16=1
+# adds pure bf16 to the bf16 check. Results (JSON lines)
 # go to $OUT (default /tmp/slaw-bench); bench/summarize.py turns them into the tables.
 set -uo pipefail
 part="${1:-all}"
@@ -158,20 +159,28 @@ if [ "$part" = checks ] || [ "$part" = all ]; then
             || python3 -c "import sqlite3;[print(r) for r in sqlite3.connect('/tmp/oom.db').execute('select size_name, lr, state, substr(error,1,160) from trials order by size_name')]"
     fi
     if [ -z "${SKIP_BF16:-}" ]; then
-    log "bf16 trains to a loss close to f32"
+    log "bf16-mixed trains to a loss close to f32 (pure bf16 for the record)"
     rm -f /tmp/bf16.db*
-    sed 's/precision: bf16/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
-    timeout -k 15 "${BF16_TIMEOUT:-240}" "$SLAW" run /tmp/f32-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit > "$OUT/bf16.log" 2>&1
-    timeout -k 15 "${BF16_TIMEOUT:-240}" "$SLAW" run bench/bf16-check.yaml --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    sed 's/precision: bf16-mixed/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
+    sed 's/precision: bf16-mixed/precision: bf16/; s/name: bench-bf16/name: bench-bf16-pure/' bench/bf16-check.yaml > /tmp/pure-check.yaml
+    : > "$OUT/bf16.log"
+    # PURE_BF16=1 adds pure bf16 (slow: Burn's untuned bf16 products).
+    yamls=(/tmp/f32-check.yaml bench/bf16-check.yaml)
+    [ -n "${PURE_BF16:-}" ] && yamls+=(/tmp/pure-check.yaml)
+    for yaml in "${yamls[@]}"; do
+        timeout -k 15 "${BF16_TIMEOUT:-240}" "$SLAW" run "$yaml" --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    done
     python3 - <<'PY' | tee "$OUT/bf16.json"
 import json, sqlite3
 db = sqlite3.connect("/tmp/bf16.db")
 rows = db.execute("select s.name, t.seed, t.final_val_loss, t.wall_seconds from trials t join sweeps s on s.id = t.sweep_id where t.state = 'completed'").fetchall()
-f32 = {r[1]: r[2] for r in rows if r[0] == "bench-f32"}
-bf16 = {r[1]: r[2] for r in rows if r[0] == "bench-bf16"}
-gaps = {s: abs(bf16[s] - f32[s]) / f32[s] for s in f32 if s in bf16}
-ok = len(gaps) == 2 and all(g < 0.03 for g in gaps.values())
-print(json.dumps({"f32": f32, "bf16": bf16, "relative_gap": gaps, "within_3_percent": ok, "rows": rows}))
+by = lambda name: {r[1]: r[2] for r in rows if r[0] == name}
+f32, mixed, pure = by("bench-f32"), by("bench-bf16"), by("bench-bf16-pure")
+gap = lambda other: {s: (other[s] - f32[s]) / f32[s] for s in f32 if s in other}
+gaps = gap(mixed)
+ok = len(gaps) == 2 and all(abs(g) < 0.03 for g in gaps.values())
+print(json.dumps({"f32": f32, "bf16_mixed": mixed, "bf16_pure": pure, "relative_gap_mixed": gaps,
+                  "relative_gap_pure": gap(pure), "mixed_within_3_percent": ok, "rows": rows}))
 PY
     fi
     log "kernel caches (autotune, PTX)"

@@ -61,4 +61,6 @@ if s or t:
 
 b = one("bf16.json")
 if b:
-    print(f"bf16 vs f32 (ViT d128 L4, 4 epochs, 2 seeds): f32 {b['f32']}, bf16 {b['bf16']}, relative gaps {b['relative_gap']}, within 3 %: {b['within_3_percent']}")
+    print(f"bf16-mixed vs f32 (ViT d128 L4, 4 epochs, 2 seeds): f32 {b['f32']}, bf16-mixed {b['bf16_mixed']}, "
+          f"relative gaps {b['relative_gap_mixed']}, within 3 %: {b['mixed_within_3_percent']}"
+          + (f"; pure bf16 {b['bf16_pure']}, gaps {b['relative_gap_pure']}" if b.get("bf16_pure") else ""))

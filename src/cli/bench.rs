@@ -46,7 +46,7 @@ pub(super) struct BenchArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32 or bf16.
+    /// f32, bf16 (bf16 parameters and activations) or bf16-mixed (f32 tensors, bf16 products).
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Peak FLOP/s of the device, for the MFU field (e.g. the measured bf16 matmul peak).
@@ -74,7 +74,8 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     let precision = match args.precision.as_str() {
         "f32" => Precision::F32,
         "bf16" => Precision::Bf16,
-        other => bail!("--precision {other}: use f32 or bf16"),
+        "bf16-mixed" => Precision::Bf16Mixed,
+        other => bail!("--precision {other}: use f32, bf16 or bf16-mixed"),
     };
     let spec = BenchSpec {
         family: args.model.clone(),

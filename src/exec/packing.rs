@@ -40,8 +40,10 @@ pub fn trial_memory(config: &TrialConfig) -> u64 {
 pub fn stack_memory(config: &TrialConfig, stack: usize) -> u64 {
     let shape = config.data.input_shape();
     let cost = model_cost(&config.model, &shape);
+    // Mixed precision keeps f32 tensors (its bf16 copies of a product's operands are
+    // short-lived and smaller).
     let elem: u64 = match config.precision {
-        Precision::F32 => 4,
+        Precision::F32 | Precision::Bf16Mixed => 4,
         Precision::Bf16 => 2,
     };
     // Weights, gradients and AdamW's two moments.

@@ -430,3 +430,20 @@ fn aim_sizes_resolve_and_need_two_patches() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn mixed_precision_parses_and_the_cpu_refuses_it() {
+    let text = GOOD.replace(
+        "  grad_clip: 1.0\n",
+        "  grad_clip: 1.0\n  precision: bf16-mixed\n",
+    );
+    let s = parse(&text, "x.yaml").unwrap();
+    assert_eq!(s.burn().unwrap().precision, Precision::Bf16Mixed);
+    let err = crate::sweep::preflight(&s, &[slaw_train::ComputeDevice::Cpu]).unwrap_err();
+    assert!(
+        err.to_string().contains("bf16-mixed needs --device cuda"),
+        "{err}"
+    );
+    let f32 = parse(GOOD, "x.yaml").unwrap();
+    assert!(crate::sweep::preflight(&f32, &[slaw_train::ComputeDevice::Cpu]).is_ok());
+}

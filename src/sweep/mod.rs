@@ -72,10 +72,11 @@ pub fn preflight(spec: &SweepSpec, devices: &[ComputeDevice]) -> Result<(), Swee
                 .into(),
         ));
     }
-    if burn.precision == Precision::Bf16 && devices.contains(&ComputeDevice::Cpu) {
+    if burn.precision != Precision::F32 && devices.contains(&ComputeDevice::Cpu) {
         return Err(SweepError::Unsupported(format!(
-            "sweep {}: precision bf16 needs --device cuda (the CPU backend trains in f32)",
-            spec.name
+            "sweep {}: precision {} needs --device cuda (the CPU backend trains in f32)",
+            spec.name,
+            burn.precision.name()
         )));
     }
     Ok(())

@@ -367,6 +367,22 @@ pub enum Precision {
     F32,
     /// bfloat16 parameters and activations (CUDA only).
     Bf16,
+    /// Mixed precision, as PyTorch's bf16 autocast: f32 parameters, gradients, optimiser
+    /// state and activations, with each Linear layer's, attention's and convolution's product
+    /// computed in bfloat16 (CUDA only).
+    #[serde(rename = "bf16-mixed")]
+    Bf16Mixed,
+}
+
+impl Precision {
+    /// The name a sweep's YAML and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Bf16Mixed => "bf16-mixed",
+        }
+    }
 }
 
 /// Evaluation cadence: when validation loss and accuracy are measured.
@@ -429,6 +445,16 @@ impl EvalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precision_names_are_the_serialised_ones() {
+        for p in [Precision::F32, Precision::Bf16, Precision::Bf16Mixed] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.name()));
+            assert_eq!(serde_json::from_str::<Precision>(&json).unwrap(), p);
+        }
+        assert!(serde_json::from_str::<Precision>("\"bf16mixed\"").is_err());
+    }
 
     #[test]
     fn eval_steps_end_at_the_last_step_and_are_unique() {

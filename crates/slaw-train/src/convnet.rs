@@ -131,7 +131,7 @@ pub fn conv2d_gemm<B: Backend>(
     };
     // [o, c, kh, kw] → [kh, kw, c, o], matching the column order (i, j, channel).
     let kernel = weight.permute([2, 3, 1, 0]).reshape([kh * kw * c, o]);
-    let y = cols.matmul(kernel) + bias.reshape([1, o]);
+    let y = crate::model::matmul(cols, kernel) + bias.reshape([1, o]);
     y.reshape([b, h_out, w_out, o])
 }
 
@@ -252,7 +252,7 @@ impl<B: Backend> ConvNet<B> {
         let h = activate(h, self.relu);
         let [_, _, _, c] = h.dims();
         let pooled = h.mean_dims(&[1, 2]).reshape([b, c]);
-        self.head.forward(pooled)
+        crate::model::linear(&self.head, pooled)
     }
 }
 

@@ -7,13 +7,13 @@
 //! pixels for the MLP and the ConvNet, flattened patches for the ViT and AIM), to class logits;
 //! AIM maps them to next-patch predictions.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 
 use crate::aim::Aim;
 use crate::config::{Activation, InputShape, MlpConfig, ModelConfig, Pool, VitConfig};
@@ -38,11 +38,52 @@ fn chunked_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, max_rows: usiz
     let [b, t, d] = x.dims();
     let k = examples_per_chunk(b, t, max_rows);
     if k == 1 {
-        return layer.forward(x);
+        return linear(layer, x);
     }
-    let y = layer.forward(x.reshape([b / k, k * t, d]));
+    let y = linear(layer, x.reshape([b / k, k * t, d]));
     let width = y.dims()[2];
     y.reshape([b, t, width])
+}
+
+/// Whether this process computes the models' products in bf16 (`Precision::Bf16Mixed`).
+static MIXED_PRECISION: AtomicBool = AtomicBool::new(false);
+
+/// Sets whether this process's models compute their products (Linear layers, attention,
+/// convolutions) in bf16 around f32 parameters and activations; the trainer sets it for the
+/// trial's precision before building a model.
+pub fn set_mixed_precision(on: bool) {
+    MIXED_PRECISION.store(on, Ordering::Relaxed);
+}
+
+fn mixed_precision() -> bool {
+    MIXED_PRECISION.load(Ordering::Relaxed)
+}
+
+fn bf16<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    t.cast(FloatDType::BF16)
+}
+
+/// `a · b`; under mixed precision the product of the operands rounded to bf16, returned in f32
+/// (the gradients flow back through the same casts, so the parameters' gradients are f32).
+pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    if mixed_precision() {
+        bf16(a).matmul(bf16(b)).cast(FloatDType::F32)
+    } else {
+        a.matmul(b)
+    }
+}
+
+/// `layer` applied to `x`: Burn's Linear, under mixed precision in bf16 (as PyTorch's autocast
+/// runs `linear`), returned in f32.
+pub(crate) fn linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    if !mixed_precision() {
+        return layer.forward(x);
+    }
+    let bias = layer.bias.as_ref().map(|b| bf16(b.val()));
+    burn::tensor::module::linear(bf16(x), bf16(layer.weight.val()), bias).cast(FloatDType::F32)
 }
 
 /// Rows per chunk of [`token_linear`] in this process (0: one example per chunk).
@@ -162,10 +203,10 @@ impl<B: Backend> Mlp<B> {
 
     fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
         for layer in &self.hidden {
-            x = layer.forward(x);
+            x = linear(layer, x);
             x = if self.relu { relu(x) } else { gelu(x) };
         }
-        self.head.forward(x)
+        linear(&self.head, x)
     }
 }
 
@@ -211,13 +252,13 @@ impl<B: Backend> Attention<B> {
         if let Some(n) = &self.k_norm {
             k = layer_norm::forward(n, k);
         }
-        let scores = q.matmul(k.swap_dims(2, 3));
+        let scores = matmul(q, k.swap_dims(2, 3));
         let scale = (dh as f32).sqrt().recip();
         let attn = match mask {
             Some(mask) => softmax::last_axis(scores.mul_scalar(scale) + mask, 1.0),
             None => softmax::last_axis(scores, scale),
         };
-        token_linear(&self.out, heads::merge(attn.matmul(v)))
+        token_linear(&self.out, heads::merge(matmul(attn, v)))
     }
 }
 
@@ -322,7 +363,7 @@ impl<B: Backend> Vit<B> {
             None => x.mean_dim(1).reshape([b, d]),
         };
         debug_assert!(t >= 1);
-        self.head.forward(pooled)
+        linear(&self.head, pooled)
     }
 }
 
@@ -469,6 +510,53 @@ mod tests {
             let model = Model::<B>::init(&config, &FASHION, &device);
             let cost = model_cost(&config, &FASHION);
             assert_eq!(model.num_params() as u64, cost.params_total, "{config:?}");
+        }
+    }
+
+    /// Under mixed precision every model's products run in bf16: the logits move by bf16's
+    /// rounding and no more, and the parameters' gradients are f32. (Sets the process-wide
+    /// switch; the GPU tests run on one thread.)
+    #[cfg(feature = "cuda")]
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn mixed_precision_rounds_products_to_bf16_with_f32_gradients_on_cuda() {
+        use burn::backend::Autodiff;
+        use burn::tensor::backend::AutodiffBackend;
+        use burn::tensor::{DType, Distribution};
+        type C = Autodiff<burn::backend::Cuda<f32, i32>>;
+        let device = burn::backend::cuda::CudaDevice::new(0);
+        for config in configs() {
+            let model = Model::<C>::init(&config, &FASHION, &device);
+            let x = Tensor::<C, 2>::random([4, 784], Distribution::Default, &device);
+            super::set_mixed_precision(false);
+            let full = model.forward(x.clone());
+            super::set_mixed_precision(true);
+            let mixed = model.forward(x);
+            let grads = mixed.clone().powi_scalar(2).mean().backward();
+            super::set_mixed_precision(false);
+            let values = |t: Tensor<C, 2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let (full, mixed) = (values(full), values(mixed.clone()));
+            let scale = full.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let diff = full
+                .iter()
+                .zip(&mixed)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff > 0.0 && diff < 0.05 * scale,
+                "{config:?}: logits differ by {diff} (scale {scale})"
+            );
+            let mut checked = 0;
+            struct Dtypes<'a>(&'a <C as AutodiffBackend>::Gradients, &'a mut usize);
+            impl burn::module::ModuleVisitor<C> for Dtypes<'_> {
+                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<C, D>>) {
+                    if let Some(g) = param.grad(self.0) {
+                        assert_eq!(g.dtype(), DType::F32);
+                        *self.1 += 1;
+                    }
+                }
+            }
+            model.visit(&mut Dtypes(&grads, &mut checked));
+            assert!(checked > 0, "{config:?}: no parameter has a gradient");
         }
     }
 

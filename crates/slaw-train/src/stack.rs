@@ -17,7 +17,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::adamw::{AdamWConfig, FusedAdamW, Rate};
 use crate::clipping::{stacked_norm_scale, NormReduction};
-use crate::config::{ModelConfig, Optimizer, TrialConfig};
+use crate::config::{ModelConfig, Optimizer, Precision, TrialConfig};
 use crate::data::Dataset;
 use crate::model::Model;
 use crate::per_trial::PerTrial;
@@ -31,9 +31,11 @@ use crate::trainer::{
 /// Whether `a` and `b` can train in one stack: a ViT classifier trained by AdamW without
 /// adaptive clipping, and the same model, data, batch, step count, precision, evaluation
 /// points, optimiser, weight decay and clipping threshold. The learning rate, its schedule and
-/// warm-up, and the seed may differ.
+/// warm-up, and the seed may differ. Mixed precision does not stack (the stacked model's
+/// products are f32).
 pub fn stackable(a: &TrialConfig, b: &TrialConfig) -> bool {
     matches!(a.model, ModelConfig::Vit(_))
+        && a.precision != Precision::Bf16Mixed
         && matches!(a.optim.optimizer, Optimizer::AdamW { .. })
         && a.optim.agc.is_none()
         && a.model == b.model

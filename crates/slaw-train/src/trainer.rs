@@ -274,16 +274,20 @@ pub(crate) fn on_backend<W: OnBackend>(
     work: W,
 ) -> Result<W::Output, TrainError> {
     crate::model::set_linear_chunk_rows(linear_chunk_rows(device));
+    crate::model::set_mixed_precision(precision == Precision::Bf16Mixed);
     match (device, precision) {
         (ComputeDevice::Cpu, Precision::F32) => Ok(work.run::<Autodiff<NdArray<f32>>>(
             &Default::default(),
             "ndarray".into(),
             NormReduction::Concatenated,
         )),
-        (ComputeDevice::Cpu, Precision::Bf16) => Err(TrainError::Unsupported(
-            "precision bf16 needs a CUDA device (--device cuda); the CPU backend trains in f32"
-                .into(),
-        )),
+        (ComputeDevice::Cpu, Precision::Bf16 | Precision::Bf16Mixed) => {
+            Err(TrainError::Unsupported(
+                "precisions bf16 and bf16-mixed need a CUDA device (--device cuda); the CPU \
+                 backend trains in f32"
+                    .into(),
+            ))
+        }
         #[cfg(feature = "cuda")]
         (ComputeDevice::Cuda(i), precision) => {
             use burn::backend::cuda::{Cuda, CudaDevice};
@@ -291,7 +295,10 @@ pub(crate) fn on_backend<W: OnBackend>(
             let name = format!("cuda:{i}");
             let reduction = NormReduction::Concatenated;
             Ok(match precision {
-                Precision::F32 => work.run::<Autodiff<Cuda<f32, i32>>>(&dev, name, reduction),
+                // Mixed precision: f32 tensors, bf16 products (`crate::model::matmul`).
+                Precision::F32 | Precision::Bf16Mixed => {
+                    work.run::<Autodiff<Cuda<f32, i32>>>(&dev, name, reduction)
+                }
                 Precision::Bf16 => {
                     work.run::<Autodiff<Cuda<burn::tensor::bf16, i32>>>(&dev, name, reduction)
                 }
