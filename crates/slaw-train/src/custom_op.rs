@@ -1,14 +1,63 @@
 //! Custom operations in burn-fusion's stream on slaw's f32 CUDA backend, as the row-wise passes
-//! (`layer_norm`, `softmax`) use them: registering one with its outputs, and the launch shape
-//! and row index of kernels that give each row of a tensor one warp.
+//! (`layer_norm`, `softmax`, `heads`) use them: registering one with its outputs, taking its
+//! inputs and making its outputs when it runs, and the launch shape and row index of kernels
+//! that give each row of a tensor one warp.
 
 use burn::tensor::{DType, Shape};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::FusionTensor;
-use burn_ir::{CustomOpIr, OperationIr, TensorIr};
+use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use cubecl::cuda::CudaRuntime;
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use crate::foreach::cuda::Runtime;
+use crate::foreach::cuda::{Inner, Runtime};
+
+/// The tensors of burn-fusion's stream, as a custom operation finds them when it runs.
+pub(crate) type Handles = HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>;
+
+/// The inputs of the operation `desc` in a compact row-major layout, which the kernels index
+/// (`into_contiguous` copies any other: transposed strides, pitched rows).
+pub(crate) fn contiguous_inputs(
+    desc: &CustomOpIr,
+    handles: &mut Handles,
+) -> Vec<CubeTensor<CudaRuntime>> {
+    desc.inputs
+        .iter()
+        .map(|t| into_contiguous(handles.get_float_tensor::<Inner>(t)))
+        .collect()
+}
+
+/// New compact f32 tensors of the shapes of `desc`'s outputs, on the device of `like`.
+pub(crate) fn empty_outputs(
+    desc: &CustomOpIr,
+    like: &CubeTensor<CudaRuntime>,
+) -> Vec<CubeTensor<CudaRuntime>> {
+    desc.outputs
+        .iter()
+        .map(|o| {
+            empty_device_contiguous_dtype(
+                like.client.clone(),
+                like.device.clone(),
+                o.shape.clone(),
+                DType::F32,
+            )
+        })
+        .collect()
+}
+
+/// Hands `outputs` to the stream as the outputs of `desc`, in order.
+pub(crate) fn register_outputs(
+    desc: &CustomOpIr,
+    handles: &mut Handles,
+    outputs: Vec<CubeTensor<CudaRuntime>>,
+) {
+    for (ir, t) in desc.outputs.iter().zip(outputs) {
+        handles.register_float_tensor::<Inner>(&ir.id, t);
+    }
+}
 
 /// Rows per thread block of the row kernels (one warp of 32 lanes per row).
 const ROWS_PER_BLOCK: u32 = 8;

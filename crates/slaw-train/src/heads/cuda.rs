@@ -2,17 +2,17 @@
 //! burn-fusion's stream, one warp per head row (`head_width` values, coalesced on both sides).
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn::tensor::Shape;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::Operation;
-use burn_ir::{CustomOpIr, HandleContainer};
+use burn_ir::CustomOpIr;
 use cubecl::cuda::CudaRuntime;
 
 use super::Passes;
-use crate::custom_op::{register, row_blocks, row_threads};
-use crate::foreach::cuda::{Cuda, Inner, Runtime};
+use crate::custom_op::{
+    contiguous_inputs, empty_outputs, register, register_outputs, row_blocks, row_threads, Handles,
+};
+use crate::foreach::cuda::{Cuda, Runtime};
 
 impl Passes for Cuda {
     fn split_heads<const S: usize>(x: FloatTensor<Self>, heads: usize) -> [FloatTensor<Self>; S] {
@@ -52,31 +52,10 @@ struct HeadsOp {
 }
 
 impl Operation<Runtime> for HeadsOp {
-    fn execute(
-        &self,
-        handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
-    ) {
-        // The kernels index compact row-major layouts: `into_contiguous` copies any other.
-        let inputs: Vec<CubeTensor<CudaRuntime>> = self
-            .desc
-            .inputs
-            .iter()
-            .map(|t| into_contiguous(handles.get_float_tensor::<Inner>(t)))
-            .collect();
+    fn execute(&self, handles: &mut Handles) {
+        let inputs = contiguous_inputs(&self.desc, handles);
         let first = &inputs[0];
-        let outputs: Vec<CubeTensor<CudaRuntime>> = self
-            .desc
-            .outputs
-            .iter()
-            .map(|o| {
-                empty_device_contiguous_dtype(
-                    first.client.clone(),
-                    first.device.clone(),
-                    o.shape.clone(),
-                    DType::F32,
-                )
-            })
-            .collect();
+        let outputs = empty_outputs(&self.desc, first);
         let arg = |t: &CubeTensor<CudaRuntime>| t.clone().into_tensor_arg();
         let heads = self.heads;
         if self.split {
@@ -123,9 +102,7 @@ impl Operation<Runtime> for HeadsOp {
                 rows,
             );
         }
-        for (desc, out) in self.desc.outputs.iter().zip(outputs) {
-            handles.register_float_tensor::<Inner>(&desc.id, out);
-        }
+        register_outputs(&self.desc, handles, outputs);
     }
 }
 

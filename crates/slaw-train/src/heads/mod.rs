@@ -200,9 +200,12 @@ impl<P: Passes> Backward<P, 1> for Collected {
     fn backward(self, _: Ops<(), 1>, _: &mut Gradients, _: &mut Checkpointer) {}
 }
 
+/// Takes a gradient out of the gradients.
+type Take<P> = dyn Fn(&mut Gradients) -> FloatTensor<P> + Send + Sync;
+
 /// Takes the gradient of one node out of the gradients.
 #[derive(Clone)]
-struct Gradient<P: Backend>(Arc<dyn Fn(&mut Gradients) -> FloatTensor<P> + Send + Sync>);
+struct Gradient<P: Backend>(Arc<Take<P>>);
 
 impl<P: Backend> fmt::Debug for Gradient<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

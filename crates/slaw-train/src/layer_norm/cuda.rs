@@ -7,18 +7,20 @@
 
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape};
-use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::Operation;
 use burn_fusion::FusionTensor;
-use burn_ir::{CustomOpIr, HandleContainer};
+use burn_ir::CustomOpIr;
 use cubecl::cuda::CudaRuntime;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use super::{Passes, Saved, EPSILON};
-use crate::custom_op::{register, row_blocks, row_threads, rows_and_width};
-use crate::foreach::cuda::{Cuda, Inner, Runtime};
+use crate::custom_op::{
+    contiguous_inputs, empty_outputs, register, register_outputs, row_blocks, row_threads,
+    rows_and_width, Handles,
+};
+use crate::foreach::cuda::{Cuda, Runtime};
 
 /// Rows summed by one thread block of the column sums' first step.
 const CHUNK: usize = 64;
@@ -111,29 +113,14 @@ struct LayerNormOp {
 }
 
 impl Operation<Runtime> for LayerNormOp {
-    fn execute(
-        &self,
-        handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
-    ) {
-        // The kernels index rows of a compact row-major layout (no transposed strides, no
-        // pitched rows): `into_contiguous` copies any other layout.
-        let inputs: Vec<CubeTensor<CudaRuntime>> = self
-            .desc
-            .inputs
-            .iter()
-            .map(|t| into_contiguous(handles.get_float_tensor::<Inner>(t)))
-            .collect();
+    fn execute(&self, handles: &mut Handles) {
+        let inputs = contiguous_inputs(&self.desc, handles);
         let client = inputs[0].client.clone();
         let device = inputs[0].device.clone();
         let alloc = |shape: Shape| {
             empty_device_contiguous_dtype(client.clone(), device.clone(), shape, DType::F32)
         };
-        let outputs: Vec<CubeTensor<CudaRuntime>> = self
-            .desc
-            .outputs
-            .iter()
-            .map(|o| alloc(o.shape.clone()))
-            .collect();
+        let outputs = empty_outputs(&self.desc, &inputs[0]);
         let arg = |t: &CubeTensor<CudaRuntime>| t.clone().into_tensor_arg();
         match self.pass {
             Pass::Forward => {
@@ -215,9 +202,7 @@ impl Operation<Runtime> for LayerNormOp {
                 );
             }
         }
-        for (ir, t) in self.desc.outputs.iter().zip(outputs) {
-            handles.register_float_tensor::<Inner>(&ir.id, t);
-        }
+        register_outputs(&self.desc, handles, outputs);
     }
 }
 

@@ -2,17 +2,17 @@
 //! burn-fusion's stream and one CubeCL kernel, one warp per row (`plane_max`, `plane_sum`).
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::DType;
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::Operation;
-use burn_ir::{CustomOpIr, HandleContainer};
+use burn_ir::CustomOpIr;
 use cubecl::cuda::CudaRuntime;
 
 use super::Passes;
-use crate::custom_op::{register, row_blocks, row_threads, rows_and_width};
-use crate::foreach::cuda::{Cuda, Inner, Runtime};
+use crate::custom_op::{
+    contiguous_inputs, empty_outputs, register, register_outputs, row_blocks, row_threads,
+    rows_and_width, Handles,
+};
+use crate::foreach::cuda::{Cuda, Runtime};
 
 impl Passes for Cuda {
     fn softmax_forward(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
@@ -51,25 +51,11 @@ struct SoftmaxOp {
 }
 
 impl Operation<Runtime> for SoftmaxOp {
-    fn execute(
-        &self,
-        handles: &mut HandleContainer<<Runtime as burn_fusion::FusionRuntime>::FusionHandle>,
-    ) {
-        // The kernels index rows of a compact row-major layout: `into_contiguous` copies any
-        // other (transposed strides, pitched rows).
-        let inputs: Vec<CubeTensor<CudaRuntime>> = self
-            .desc
-            .inputs
-            .iter()
-            .map(|t| into_contiguous(handles.get_float_tensor::<Inner>(t)))
-            .collect();
+    fn execute(&self, handles: &mut Handles) {
+        let inputs = contiguous_inputs(&self.desc, handles);
         let first = &inputs[0];
-        let out = empty_device_contiguous_dtype(
-            first.client.clone(),
-            first.device.clone(),
-            self.desc.outputs[0].shape.clone(),
-            DType::F32,
-        );
+        let outputs = empty_outputs(&self.desc, first);
+        let out = &outputs[0];
         let (rows, width) = rows_and_width(first.meta.shape());
         let arg = |t: &CubeTensor<CudaRuntime>| t.clone().into_tensor_arg();
         if self.backward {
@@ -79,7 +65,7 @@ impl Operation<Runtime> for SoftmaxOp {
                 row_threads(),
                 arg(&inputs[0]),
                 arg(&inputs[1]),
-                arg(&out),
+                arg(out),
                 self.scale,
                 rows,
                 width,
@@ -90,13 +76,13 @@ impl Operation<Runtime> for SoftmaxOp {
                 row_blocks(rows),
                 row_threads(),
                 arg(first),
-                arg(&out),
+                arg(out),
                 self.scale,
                 rows,
                 width,
             );
         }
-        handles.register_float_tensor::<Inner>(&self.desc.outputs[0].id, out);
+        register_outputs(&self.desc, handles, outputs);
     }
 }
 
