@@ -71,11 +71,11 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     let [device] = devices.as_slice() else {
         bail!("bench one device at a time");
     };
-    let precision = match args.precision.as_str() {
-        "f32" => Precision::F32,
-        "bf16" => Precision::Bf16,
-        "bf16-mixed" => Precision::Bf16Mixed,
-        other => bail!("--precision {other}: use f32, bf16 or bf16-mixed"),
+    let Some(precision) = Precision::from_name(&args.precision) else {
+        bail!(
+            "--precision {}: use f32, bf16 or bf16-mixed",
+            args.precision
+        );
     };
     let spec = BenchSpec {
         family: args.model.clone(),

@@ -375,6 +375,14 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision, in the order the help texts list them.
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Bf16Mixed];
+
+    /// The precision named `name` (as [`Precision::name`] gives it), if any.
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// The name a sweep's YAML and the command line use.
     pub fn name(self) -> &'static str {
         match self {
@@ -448,11 +456,13 @@ mod tests {
 
     #[test]
     fn precision_names_are_the_serialised_ones() {
-        for p in [Precision::F32, Precision::Bf16, Precision::Bf16Mixed] {
+        for p in Precision::ALL {
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{}\"", p.name()));
             assert_eq!(serde_json::from_str::<Precision>(&json).unwrap(), p);
+            assert_eq!(Precision::from_name(p.name()), Some(p));
         }
+        assert_eq!(Precision::from_name("bf16mixed"), None);
         assert!(serde_json::from_str::<Precision>("\"bf16mixed\"").is_err());
     }
 

@@ -30,6 +30,11 @@ pub(crate) fn contiguous_inputs(
         .collect()
 }
 
+/// A new compact f32 tensor of `shape` on the device of `like`.
+pub(crate) fn empty(like: &CubeTensor<CudaRuntime>, shape: Shape) -> CubeTensor<CudaRuntime> {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, DType::F32)
+}
+
 /// New compact f32 tensors of the shapes of `desc`'s outputs, on the device of `like`.
 pub(crate) fn empty_outputs(
     desc: &CustomOpIr,
@@ -37,14 +42,7 @@ pub(crate) fn empty_outputs(
 ) -> Vec<CubeTensor<CudaRuntime>> {
     desc.outputs
         .iter()
-        .map(|o| {
-            empty_device_contiguous_dtype(
-                like.client.clone(),
-                like.device.clone(),
-                o.shape.clone(),
-                DType::F32,
-            )
-        })
+        .map(|o| empty(like, o.shape.clone()))
         .collect()
 }
 

@@ -282,11 +282,10 @@ pub(crate) fn on_backend<W: OnBackend>(
             NormReduction::Concatenated,
         )),
         (ComputeDevice::Cpu, Precision::Bf16 | Precision::Bf16Mixed) => {
-            Err(TrainError::Unsupported(
-                "precisions bf16 and bf16-mixed need a CUDA device (--device cuda); the CPU \
-                 backend trains in f32"
-                    .into(),
-            ))
+            Err(TrainError::Unsupported(format!(
+                "precision {} needs a CUDA device (--device cuda); the CPU backend trains in f32",
+                precision.name()
+            )))
         }
         #[cfg(feature = "cuda")]
         (ComputeDevice::Cuda(i), precision) => {

@@ -6,8 +6,7 @@
 //! reading 32 adjacent columns per thread block.
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn::tensor::Shape;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::stream::Operation;
 use burn_fusion::FusionTensor;
@@ -17,7 +16,7 @@ use cubecl::prelude::{CubeCount, CubeDim};
 
 use super::{Passes, Saved, EPSILON};
 use crate::custom_op::{
-    contiguous_inputs, empty_outputs, register, register_outputs, row_blocks, row_threads,
+    contiguous_inputs, empty, empty_outputs, register, register_outputs, row_blocks, row_threads,
     rows_and_width, Handles,
 };
 use crate::foreach::cuda::{Cuda, Runtime};
@@ -116,10 +115,7 @@ impl Operation<Runtime> for LayerNormOp {
     fn execute(&self, handles: &mut Handles) {
         let inputs = contiguous_inputs(&self.desc, handles);
         let client = inputs[0].client.clone();
-        let device = inputs[0].device.clone();
-        let alloc = |shape: Shape| {
-            empty_device_contiguous_dtype(client.clone(), device.clone(), shape, DType::F32)
-        };
+        let alloc = |shape: Shape| empty(&inputs[0], shape);
         let outputs = empty_outputs(&self.desc, &inputs[0]);
         let arg = |t: &CubeTensor<CudaRuntime>| t.clone().into_tensor_arg();
         match self.pass {
