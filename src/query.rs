@@ -1,6 +1,8 @@
-//! Queries and exports of the result database as DataFrames: `slaw query` runs SQL on a
-//! read-only connection, `slaw export` writes a sweep's trials, metrics and fits; both write
-//! CSV, JSON or Parquet through polars, ready for pandas and polars users.
+//! Queries and exports of the result database as DataFrames: `slaw query` runs one reading
+//! statement under the store's read-only locks and limits ([`Store::read_query`]), `slaw export`
+//! writes a sweep's trials, metrics and fits; both write CSV, JSON or Parquet through polars,
+//! ready for pandas and polars users. An output file is checked before the query runs (never
+//! the database itself, a directory that accepts it) and appears only once complete.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use polars::prelude::{
     Column, CsvWriter, DataFrame, JsonFormat, JsonWriter, ParquetWriter, SerWriter,
 };
 
-use crate::store::{ResultTable, Store, StoreError, Value};
+use crate::store::{Location, QueryLimits, ResultTable, Store, StoreError, Value};
 
 /// Errors of queries and exports.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,14 @@ pub enum QueryError {
     /// The database refused the query (its own message).
     #[error("{0}")]
     Database(String),
+    /// The output file cannot be used.
+    #[error("--out {path}: {why}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        why: String,
+    },
     /// Opening the store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -71,12 +81,116 @@ impl TableFormat {
     }
 }
 
-/// Runs `sql` on a read-only connection to the database at `location`.
-pub async fn run(location: &str, sql: &str) -> Result<ResultTable, QueryError> {
+impl QueryError {
+    /// Whether the error is about what the user gave (the SQL, the location, the output file)
+    /// rather than a failure at run time.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            QueryError::Database(_) | QueryError::Output { .. } => true,
+            QueryError::Store(e) => e.is_invalid_input(),
+            QueryError::Write { .. } => false,
+        }
+    }
+}
+
+/// Runs the reader's `sql` on the database at `location` under `limits`.
+pub async fn run(
+    location: &str,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<ResultTable, QueryError> {
     let store = Store::open_read_only(location).await?;
-    let result = store.query_table(sql, &[]).await;
+    let result = store.read_query(sql, limits).await;
     store.close().await;
     Ok(result?)
+}
+
+/// An output file made ready before a query runs: its directory accepts files, and it is not
+/// the database (or its journal) named by `location`. The result goes to a temporary file
+/// beside it that takes its name once complete ([`Output::finish`]).
+#[derive(Debug)]
+pub struct Output {
+    path: PathBuf,
+    temp: tempfile::NamedTempFile,
+}
+
+impl Output {
+    /// Checks `path` against the database at `location` and creates the temporary file.
+    pub fn prepare(path: &Path, location: &str) -> Result<Output, QueryError> {
+        let refuse = |why: String| QueryError::Output {
+            path: path.to_path_buf(),
+            why,
+        };
+        if path.is_dir() {
+            return Err(refuse("is a directory".into()));
+        }
+        if let Ok(Location::Sqlite(db)) = Location::parse(location) {
+            if names_database(path, &db) {
+                return Err(refuse(format!(
+                    "is the database {} (or its journal): slaw query never writes there",
+                    db.display()
+                )));
+            }
+        }
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| refuse(format!("cannot create {}: {e}", d.display())))?;
+                d.to_path_buf()
+            }
+            None => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".slaw-query-")
+            .tempfile_in(&dir)
+            .map_err(|e| refuse(format!("cannot write in {}: {e}", dir.display())))?;
+        Ok(Output {
+            path: path.to_path_buf(),
+            temp,
+        })
+    }
+
+    /// Writes `table` in `format` and gives the file its name.
+    pub fn finish(self, table: &ResultTable, format: TableFormat) -> Result<(), QueryError> {
+        write(table, format, self.temp.path())?;
+        self.temp
+            .persist(&self.path)
+            .map_err(|e| QueryError::Write {
+                path: self.path.clone(),
+                message: e.error.to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+/// Whether `out` is the SQLite file `db` or one of its companions (`-wal`, `-shm`,
+/// `-journal`), by file identity where both exist and by canonical path otherwise.
+fn names_database(out: &Path, db: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    let Some(out_c) = canonical(out) else {
+        return false;
+    };
+    ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let candidate = PathBuf::from(name);
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(out), std::fs::metadata(&candidate)) {
+            if a.dev() == b.dev() && a.ino() == b.ino() {
+                return true;
+            }
+        }
+        canonical(&candidate).is_some_and(|c| c == out_c)
+    })
 }
 
 /// The column's type: integer when every value is an integer or NULL, real when every value
@@ -218,6 +332,35 @@ mod tests {
                 vec![Value::Null, Value::Int(2), Value::Null],
             ],
         }
+    }
+
+    #[test]
+    fn the_database_is_never_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("slaw.db");
+        std::fs::write(&db, b"x").unwrap();
+        let loc = db.display().to_string();
+        for out in [
+            db.clone(),
+            dir.path().join("./slaw.db"),
+            dir.path().join("slaw.db-wal"),
+            dir.path().join("sub/../slaw.db"),
+        ] {
+            std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+            let e = Output::prepare(&out, &loc).unwrap_err();
+            assert!(e.to_string().contains("is the database"), "{out:?}: {e}");
+        }
+        std::os::unix::fs::symlink(&db, dir.path().join("link.csv")).unwrap();
+        assert!(Output::prepare(&dir.path().join("link.csv"), &loc).is_err());
+        assert!(Output::prepare(dir.path(), &loc).is_err(), "a directory");
+        let ok = Output::prepare(&dir.path().join("out.csv"), &loc).unwrap();
+        ok.finish(&sample(), TableFormat::Csv).unwrap();
+        assert!(dir.path().join("out.csv").exists());
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            b"x",
+            "the database is untouched"
+        );
     }
 
     #[test]

@@ -266,11 +266,15 @@ async fn stacked_trials_end_as_they_end_alone() {
 fn status_without_a_database_says_so() {
     let sb = Sandbox::new();
     let out = sb.run(&["status"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no database"),
+        String::from_utf8_lossy(&out.stderr).contains("nothing stored"),
         "{}",
         text(&out)
+    );
+    assert!(
+        !std::path::Path::new(&sb.db()).exists(),
+        "status created the database"
     );
 }
 

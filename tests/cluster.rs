@@ -515,9 +515,9 @@ async fn slurm_refusals_are_reported_and_detach_returns_at_once() {
         "{}",
         text(&out)
     );
-    // --device is the local executor's.
+    // --device is the local executor's: invalid input.
     let out = run(&sweep(&name, 2, "[0.01]", 1, ""), &["--device", "cuda"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("for the local executor"));
 
     // --detach submits and returns; the tasks run on their own; status names the job.

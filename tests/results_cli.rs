@@ -1,5 +1,5 @@
 //! `slaw plot`, `query`, `export`, `show` and `report` end to end on a sweep trained by slaw,
-//! and what `slaw run` leaves in results/<sweep>/.
+//! and what `slaw run` leaves in <sweep>/ beside its database.
 
 mod common;
 
@@ -22,13 +22,15 @@ fn results_of_a_trained_sweep() {
     let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = sb.path("r");
     assert!(
-        stdout.contains("figures and report in results/r/"),
+        stdout.contains(&format!("figures and report in {}/", dir.display())),
         "{stdout}"
     );
 
-    // `run` left PNG figures and the report in results/r/ (relative to the working directory).
-    let dir = sb.path("results/r");
+    // `run` left PNG figures and the report in r/ beside the database (not under the working
+    // directory's results/).
+    assert!(!sb.path("results").exists());
     for name in [
         "loss_vs_compute.png",
         "lr_sensitivity.png",
@@ -114,12 +116,12 @@ fn results_of_a_trained_sweep() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(&std::fs::read(&pq).unwrap()[..4], b"PAR1");
 
-    // Writes are refused with the database's message; nothing changes.
+    // Writes are refused before they reach the database (invalid input); nothing changes.
     let out = sb.run(&["query", "DELETE FROM trials"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("readonly") && err.contains("never writes"),
+        err.contains("only reads") && err.contains("use sqlite3 or psql"),
         "{err}"
     );
     let out = sb.run(&[
@@ -129,9 +131,13 @@ fn results_of_a_trained_sweep() {
         "csv",
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n48\n");
-    // SQL errors are the database's message, not a panic.
+    // A misspelt statement is named; SQL errors are the database's message, not a panic.
     let out = sb.run(&["query", "SELEC oops"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`SELEC` does not start a query"), "{err}");
+    let out = sb.run(&["query", "SELECT FROM WHERE"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("syntax error") && !err.contains("panicked"),

@@ -527,17 +527,24 @@ fn fit_isoflop_report(obs: &Observations, config: &FitConfig) -> Result<IsoFlopR
                 let mut why: BTreeMap<String, usize> = BTreeMap::new();
                 for b in &budgets {
                     for f in &b.flags {
-                        *why.entry(format!("{f:?}")).or_default() += 1;
+                        *why.entry(f.to_string()).or_default() += 1;
                     }
                 }
+                let reasons = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; the others: {}",
+                        why.iter()
+                            .map(|(k, v)| format!("{k} ({v})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 format!(
-                    "{e}; {} of {} budgets have a valid vertex ({})",
+                    "{e}; {} of {} budgets have a valid vertex{reasons}",
                     budgets.iter().filter(|b| b.is_valid()).count(),
                     budgets.len(),
-                    why.iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 )
             }
             Err(_) => e.to_string(),

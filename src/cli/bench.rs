@@ -9,7 +9,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use slaw_train::config::Precision;
 
+use super::exit::invalid;
 use super::host_profile::HostProfile;
+use super::out::{errln, outln};
 use crate::exec::bench::{step_time, BenchSpec};
 use crate::exec::parse_devices;
 
@@ -69,10 +71,10 @@ pub(super) struct BenchArgs {
 pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     let devices = parse_devices(&args.device)?;
     let [device] = devices.as_slice() else {
-        bail!("bench one device at a time");
+        invalid!("bench one device at a time");
     };
     let Some(precision) = Precision::from_name(&args.precision) else {
-        bail!(
+        invalid!(
             "--precision {}: use f32, bf16 or bf16-mixed",
             args.precision
         );
@@ -102,7 +104,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
     let r = step_time(&spec, device)?;
     if let Some(profile) = profile {
         let samples = profile.finish()?;
-        eprintln!("host profile: {samples} samples");
+        errln!("host profile: {samples} samples");
     }
     let mut v = serde_json::to_value(&r)?;
     v["framework"] = "slaw (burn 0.21)".into();
@@ -122,7 +124,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         v[k] = x.into();
     }
     v["mfu"] = args.peak_flops.map(|p| r.achieved_tflops * 1e12 / p).into();
-    println!("{}", serde_json::to_string(&v)?);
+    outln!("{}", serde_json::to_string(&v)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -149,7 +151,7 @@ pub(super) async fn claims(args: ClaimsArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for &w in &args.workers {
         if w == 0 {
-            bail!("--workers: counts must be at least 1");
+            invalid!("--workers: counts must be at least 1");
         }
         let db = args.db.clone();
         let trials = args.trials;
@@ -163,7 +165,7 @@ pub(super) async fn claims(args: ClaimsArgs) -> Result<ExitCode> {
         })
         .await??;
         if !args.json {
-            println!(
+            outln!(
                 "{:>3} claimers: {} trials claimed and finished in {:.2} s = {:.0} per second; \
                  claim latency p50 {:.2} ms, p99 {:.2} ms; {} duplicates",
                 result.claimers,
@@ -181,7 +183,37 @@ pub(super) async fn claims(args: ClaimsArgs) -> Result<ExitCode> {
         results.push(result);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `slaw bench-metrics` measures.
+#[derive(Debug, Args)]
+pub(super) struct MetricsArgs {
+    /// The database (a SQLite file or a postgres:// URL); the benchmark's sweep is deleted
+    /// afterwards.
+    #[arg(long)]
+    db: String,
+    /// Points stored in one flush.
+    #[arg(long, default_value_t = 200_000)]
+    points: usize,
+    /// Points per statement, one measurement each (1: one statement per point).
+    #[arg(long, value_delimiter = ',', default_value = "1,400")]
+    rows: Vec<usize>,
+}
+
+pub(super) async fn metrics(args: MetricsArgs) -> Result<ExitCode> {
+    let results =
+        crate::exec::metrics_bench::bench_metrics(&args.db, args.points, &args.rows).await?;
+    for r in &results {
+        outln!(
+            "{:>4} points per statement: {} points stored in {:.2} s = {:.0} points per second",
+            r.rows_per_statement,
+            r.points,
+            r.seconds,
+            r.per_second
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -101,14 +101,21 @@ fn counts_line(s: &SweepStatus) -> String {
 /// `slaw status` for one sweep.
 pub fn status(s: &SweepStatus) -> String {
     let mut out = format!("sweep {}: {}\n", s.name, counts_line(s));
-    if s.total_flops > 0.0 {
+    let eta = match s.progress.remaining_seconds {
+        Some(r) if s.counts.running > 0 || r == 0.0 => {
+            format!(", {} left at this pace", duration(r))
+        }
+        _ => String::new(),
+    };
+    out.push_str(&format!("progress: {}{eta}", s.progress.describe()));
+    if s.progress.basis == crate::sweep::progress::Basis::Compute && s.total_flops > 0.0 {
         out.push_str(&format!(
-            "compute: {} of {} training FLOPs done ({:.0} %)\n",
+            " ({} of {} training FLOPs)",
             si(s.total_flops - s.remaining_flops),
-            si(s.total_flops),
-            100.0 * (1.0 - s.remaining_flops / s.total_flops)
+            si(s.total_flops)
         ));
     }
+    out.push('\n');
     if !s.best_per_size.is_empty() {
         out.push_str("best completed trial per model size (lowest final validation loss):\n");
         out.push_str(&best_table(&s.best_per_size).to_string());

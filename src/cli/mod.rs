@@ -2,8 +2,10 @@
 //! No logic lives here beyond argument handling, output formatting and exit codes.
 
 mod bench;
+pub mod exit;
 mod format;
 mod host_profile;
+pub(crate) mod out;
 mod progress;
 mod results;
 
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use slaw_train::ComputeDevice;
 
@@ -24,16 +26,17 @@ use crate::exec::{parse_devices, ExecError};
 use crate::spec::{self, SpecError};
 use crate::store::{Store, TrialState, DEFAULT_DB};
 use crate::sweep;
+use exit::invalid;
+use out::{errln, out, outln};
 
 /// Exit code for invalid input (a bad sweep file or argument).
-pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_INVALID: u8 = exit::INVALID;
 /// Exit code after Ctrl-C.
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub const EXIT_INTERRUPTED: u8 = exit::INTERRUPTED;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "slaw",
-    version,
     about = "Scaling-law sweeps: train a grid of model sizes × budgets × learning rates, keep every curve, fit the laws"
 )]
 struct Cli {
@@ -54,6 +57,9 @@ enum Command {
     Validate {
         /// The sweep file.
         file: PathBuf,
+        /// The most trials the sweep may expand to.
+        #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+        max_trials: u64,
     },
     /// Print the expanded grid: every trial with its parameters and FLOPs.
     Plan {
@@ -62,6 +68,9 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// The most trials the sweep may expand to.
+        #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+        max_trials: u64,
     },
     /// Run every trial of a sweep that has not completed yet.
     Run(RunArgs),
@@ -75,7 +84,7 @@ enum Command {
     Plot(PlotArgs),
     /// Write a self-contained HTML report of a sweep.
     Report(ReportArgs),
-    /// Run SQL on a read-only connection; print a table or write CSV/JSON/Parquet.
+    /// Run one reading SQL statement (never a write); print a table or write CSV/JSON/Parquet.
     Query(QueryArgs),
     /// Write a sweep's trials, metrics and fits as Parquet, CSV or JSON files.
     Export(ExportArgs),
@@ -94,6 +103,14 @@ enum Command {
     /// Claims per second of concurrent workers on a database (for docs/CLUSTER.md).
     #[command(hide = true)]
     BenchClaims(bench::ClaimsArgs),
+    /// Points per second when a trial's evaluation points are stored (for docs/CLUSTER.md).
+    #[command(hide = true)]
+    BenchMetrics(bench::MetricsArgs),
+    /// Print a shell's completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Counts by state, the best trial per model size, the slowest running trial.
     Status {
         #[command(flatten)]
@@ -111,6 +128,9 @@ enum Command {
 struct RunArgs {
     /// The sweep file.
     file: PathBuf,
+    /// The most trials the sweep may expand to.
+    #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+    max_trials: u64,
     #[command(flatten)]
     db: DbArg,
     /// cpu, cuda (every visible GPU), cuda:N or cuda:N,M.
@@ -150,6 +170,10 @@ struct RunArgs {
     /// none (register the sweep and return; start `slaw worker`s yourself).
     #[arg(long, value_enum, default_value = "local")]
     executor: ExecutorArg,
+    /// Where the figures and the report go at the end (default: `<sweep>/` beside a SQLite
+    /// database, `results/<sweep>/` for PostgreSQL).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// With --executor slurm: submit the job array and return at once (follow with
     /// `slaw status`; trials of cancelled tasks wait for their lease and the next run).
     #[arg(long)]
@@ -306,7 +330,7 @@ struct PlotArgs {
     /// The sweep (default: the only sweep in the database).
     #[arg(long)]
     sweep: Option<String>,
-    /// Output directory (default: results/<sweep>/).
+    /// Output directory (default: `<sweep>/` beside a SQLite database, else results/<sweep>/).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Image format.
@@ -325,7 +349,8 @@ struct ReportArgs {
     /// The sweep (default: the only sweep in the database).
     #[arg(long)]
     sweep: Option<String>,
-    /// Output file (default: results/<sweep>/report.html).
+    /// Output file (default: `<sweep>/report.html` beside a SQLite database, else
+    /// results/<sweep>/report.html).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -347,9 +372,15 @@ struct QueryArgs {
     /// Output format (table on the terminal by default).
     #[arg(long, value_enum, default_value = "table")]
     format: QueryFormat,
-    /// Write to this file (needed for parquet).
+    /// Write to this file (needed for parquet); never the database itself.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Stop the query after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Refuse a result of more rows than this (results are also capped at 512 MiB).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_rows: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -397,16 +428,41 @@ fn stop_flag(second_signal_exits: bool) -> Arc<AtomicBool> {
     flag
 }
 
+/// `slaw --version`: the version, the git commit built from and the compiled backends.
+pub fn version() -> String {
+    let backends = if cfg!(feature = "cuda") {
+        "cpu, cuda"
+    } else {
+        "cpu"
+    };
+    format!(
+        "{} (commit {}; backends: {backends})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SLAW_GIT_COMMIT")
+    )
+}
+
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    // clap keeps the version for the life of the command: one small string per process.
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    Cli::command().version(version)
+}
+
 /// Runs the command line; the binary's `main` calls only this.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = match Cli::from_arg_matches(&cli_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("slaw: cannot start the async runtime: {e}");
+            errln!("slaw: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -415,20 +471,28 @@ pub fn main() -> ExitCode {
         Err(err) => {
             if let Some(SpecError::Invalid(problems)) = err.downcast_ref::<SpecError>() {
                 for p in problems {
-                    eprintln!("{p}");
+                    errln!("{p}");
                 }
                 return ExitCode::from(EXIT_INVALID);
             }
-            eprintln!("slaw: {err:#}");
-            ExitCode::FAILURE
+            errln!("slaw: {}", exit::render(&err));
+            exit::exit_code_for(&err)
         }
     }
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
+    if matches!(command, Command::Run(_) | Command::Worker(_)) {
+        // Trials go on when nobody reads the output any more (`slaw run … | head`).
+        out::keep_going_when_output_closes();
+    }
     match command {
-        Command::Validate { file } => validate(&file),
-        Command::Plan { file, json } => plan(&file, json),
+        Command::Validate { file, max_trials } => validate(&file, max_trials),
+        Command::Plan {
+            file,
+            json,
+            max_trials,
+        } => plan(&file, json, max_trials),
         Command::Run(args) => run(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Fit(args) => fit(args).await,
@@ -440,12 +504,24 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Show { db, key, json } => results::show(&db.db, &key, json).await,
         Command::Bench(args) => bench::bench(args),
         Command::BenchClaims(args) => bench::claims(args).await,
+        Command::BenchMetrics(args) => bench::metrics(args).await,
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cli_command(), "slaw", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn validate(file: &Path) -> Result<ExitCode> {
-    let (spec, _) = spec::load(file)?;
+/// Reads a sweep file allowing up to `max_trials` trials.
+fn load_spec(file: &Path, max_trials: u64) -> Result<(crate::spec::SweepSpec, String)> {
+    Ok(spec::load_with(file, &spec::Limits { max_trials })?)
+}
+
+fn validate(file: &Path, max_trials: u64) -> Result<ExitCode> {
+    let (spec, _) = load_spec(file, max_trials)?;
     let plan = crate::plan::expand(&spec);
     let lrs = match spec.adaptive {
         Some(_) => format!(
@@ -464,7 +540,7 @@ fn validate(file: &Path) -> Result<ExitCode> {
     } else {
         format!("{} training FLOPs", format::si(plan.totals.flops))
     };
-    println!(
+    outln!(
         "{}: sweep {:?} is valid: {} sizes × {} budgets × {lrs} × {} seeds; {} {planned}, {flops}",
         file.display(),
         spec.name,
@@ -474,29 +550,29 @@ fn validate(file: &Path) -> Result<ExitCode> {
         plan.trials.len(),
     );
     if let Some(job) = plan.trials.first().and_then(|t| t.config.command()) {
-        println!("first trial runs: {}", job.display());
+        outln!("first trial runs: {}", job.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn plan(file: &Path, json: bool) -> Result<ExitCode> {
-    let (spec, _) = spec::load(file)?;
+fn plan(file: &Path, json: bool, max_trials: u64) -> Result<ExitCode> {
+    let (spec, _) = load_spec(file, max_trials)?;
     let plan = crate::plan::expand(&spec);
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        println!("{}", format::plan_table(&plan));
+        outln!("{}", format::plan_table(&plan));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    let (spec, yaml) = spec::load(&args.file)?;
+    let (spec, yaml) = load_spec(&args.file, args.max_trials)?;
     if args.executor == ExecutorArg::Slurm {
         return run_on_slurm(args, spec, yaml).await;
     }
     if args.detach {
-        bail!("--detach is for --executor slurm (a local run needs this process)");
+        invalid!("--detach is for --executor slurm (a local run needs this process)");
     }
     if args.executor == ExecutorArg::None {
         return register_only(&args, &spec, &yaml).await;
@@ -505,13 +581,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     sweep::preflight(&spec, &devices)?;
     let layout =
         crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device, args.stack);
-    let store = Store::open(&args.db.db)
-        .await
-        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
+    let store = open_writer(&args.db.db).await?;
     let prepared =
         sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
-    println!(
+    outln!(
         "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}{}; database {}",
         spec.name,
         prepared.plan.trials.len(),
@@ -527,7 +601,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         redact(&args.db.db)
     );
     if prepared.sync.retired > 0 {
-        println!(
+        outln!(
             "  {} stored trials are no longer in the sweep file; they are kept but left out",
             prepared.sync.retired
         );
@@ -535,10 +609,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     // Dropped at the end of this function: the daemon outlives every worker of the run.
     let mps = crate::exec::mps::prepare(args.mps.into(), &layout.slots)?;
     if layout.per_device.is_some() {
-        println!("  {}", mps.describe());
+        outln!("  {}", mps.describe());
     }
     if layout.stack > 1 {
-        println!(
+        outln!(
             "  trials of one shape train in stacks of up to {} (execution.stack, --stack)",
             layout.stack
         );
@@ -559,7 +633,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         stack: Some(crate::spec::Stack::Count(layout.stack as u32)),
     };
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
-    let mut view = progress::RunView::new(interactive);
+    let mut view = progress::RunView::new(interactive, layout.slots.len());
     let outcome = if spec.adaptive.is_some() {
         let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
         run_local(&store, &options, stop, &mut scheduler, &mut view).await?
@@ -577,14 +651,12 @@ async fn register_only(
     spec: &crate::spec::SweepSpec,
     yaml: &str,
 ) -> Result<ExitCode> {
-    let store = Store::open(&args.db.db)
-        .await
-        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
+    let store = open_writer(&args.db.db).await?;
     let prepared =
         sweep::prepare(&store, spec, yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
     store.close().await;
-    println!(
+    outln!(
         "sweep {}: {} trials ({} new, {} completed, {} to run) registered in {}; start workers \
          with `slaw worker --db ... --sweep {}`",
         spec.name,
@@ -606,13 +678,17 @@ async fn finish_run(
     outcome: crate::exec::local::LocalOutcome,
 ) -> Result<ExitCode> {
     let status = sweep::status(store, &store.sweep(&spec.name).await?).await?;
-    println!("{}", format::run_summary(&status, outcome.wall_seconds));
+    outln!("{}", format::run_summary(&status, outcome.wall_seconds));
     if !outcome.interrupted && !args.no_fit && outcome.counts.completed > 0 {
-        fit_after_run(store, &spec.name).await?;
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| results::default_dir(&args.db.db, &spec.name));
+        fit_after_run(store, &spec.name, &dir).await?;
     }
     store.close().await;
     if outcome.interrupted {
-        println!("interrupted: run the same command again to finish the sweep");
+        outln!("interrupted: run the same command again to finish the sweep");
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     if outcome.counts.failed > 0 {
@@ -623,17 +699,7 @@ async fn finish_run(
 
 /// A database location fit for printing: the password of a URL is replaced by `***`.
 fn redact(location: &str) -> String {
-    let Some((scheme, rest)) = location.split_once("://") else {
-        return location.to_string();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}{path}")
-        }
-        _ => location.to_string(),
-    }
+    crate::store::redact_url(location)
 }
 
 /// `slaw run --executor slurm`: job arrays of workers against a shared database.
@@ -655,7 +721,7 @@ async fn run_on_slurm(
         || args.per_device.is_some()
         || args.mps == MpsArg::On
     {
-        bail!(
+        invalid!(
             "--device, --jobs, --per-device and --mps are for the local executor; with --executor slurm \
              the sweep's slurm section sets the resources (gpus_per_trial, cpus, max_parallel)"
         );
@@ -670,16 +736,14 @@ async fn run_on_slurm(
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");
         let absolute = cwd.join(path);
-        eprintln!(
+        errln!(
             "slaw: warning: the tasks use the SQLite file {}: every node must see it on a file \
              system with working locks (not NFS); use a postgres:// database on a cluster",
             absolute.display()
         );
         absolute.display().to_string()
     };
-    let store = Store::open(&db)
-        .await
-        .with_context(|| format!("opening {}", redact(&db)))?;
+    let store = open_writer(&db).await?;
     let prepared =
         sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
     let counts = store.counts(prepared.sweep_id).await?;
@@ -689,7 +753,7 @@ async fn run_on_slurm(
             .clone()
             .unwrap_or_else(|| Path::new("results").join(&spec.name).join("slurm")),
     );
-    println!(
+    outln!(
         "sweep {}: {} trials ({} new, {} completed, {} to run) on Slurm ({} CPU{}{} per task); database {}",
         spec.name,
         prepared.plan.trials.len(),
@@ -715,7 +779,7 @@ async fn run_on_slurm(
     };
     let stop = stop_flag(true);
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
-    let mut view = progress::RunView::new(interactive);
+    let mut view = progress::RunView::new(interactive, 0);
     let result = if spec.adaptive.is_some() {
         let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
         run_slurm(&store, &options, stop, &mut scheduler, &mut view).await
@@ -725,7 +789,7 @@ async fn run_on_slurm(
     view.finish();
     let outcome = result?;
     if args.detach {
-        println!(
+        outln!(
             "submitted job array {}; follow with `slaw status --sweep {}`",
             outcome.jobs.join(", "),
             spec.name
@@ -735,7 +799,7 @@ async fn run_on_slurm(
     }
     let code = finish_run(&store, &spec, &args, outcome.run).await?;
     if outcome.left > 0 && !outcome.run.interrupted {
-        println!(
+        outln!(
             "{} trial(s) were not run: run the same command again to submit them",
             outcome.left
         );
@@ -747,16 +811,18 @@ async fn run_on_slurm(
 async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let devices = parse_devices(&args.device)?;
     let [device] = devices.as_slice() else {
-        bail!("a worker runs on one device; start one worker per GPU");
+        invalid!("a worker runs on one device; start one worker per GPU");
     };
     // Before the store's connection threads start: this sets the CUDA driver's cache variables.
     if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
         crate::exec::worker::install_device_panic_hook();
         configure_kernel_cache(args.quiet);
     }
-    let store = Store::open(&args.db.db)
+    // A worker never creates a database: where the file of a running sweep was deleted, a
+    // fresh one would hide the loss.
+    let store = Store::open_existing(&args.db.db)
         .await
-        .with_context(|| format!("opening {}", redact(&args.db.db)))?;
+        .map_err(|e| located(e, &args.db.db))?;
     let sweep_id = match &args.sweep {
         Some(name) => {
             let row = store.sweep(name).await?;
@@ -788,27 +854,39 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
                 ..
             } = &event
             {
-                eprintln!("trial {key} failed: {}", error.as_deref().unwrap_or("?"));
+                errln!("trial {key} failed: {}", error.as_deref().unwrap_or("?"));
             }
             return;
         }
-        println!("{}", format::worker_event(&event));
+        outln!("{}", format::worker_event(&event));
     };
     let report = match run_worker(&store, &options, stop.clone(), &mut log).await {
         Ok(r) => r,
         Err(ExecError::DeviceFailed(e)) => {
             // The trial is recorded; a training thread may be stuck on the dead device, so
             // end the process now (the executor starts a fresh worker).
-            eprintln!("slaw worker: {e}; trial recorded as failed, worker exits");
-            std::process::exit(3);
+            errln!("slaw worker: {e}; trial recorded as failed, worker exits");
+            std::process::exit(i32::from(exit::WORKER_DEVICE_FAILED));
+        }
+        Err(ExecError::Store(e)) if e.fault().is_some() => {
+            // The database failed under the worker: `slaw run` stops the whole run.
+            errln!(
+                "slaw worker: {}",
+                e.fault().map_or(e.to_string(), |f| f.to_string())
+            );
+            return Ok(ExitCode::from(exit::WORKER_STORE_FAILED));
         }
         Err(e) => return Err(anyhow::anyhow!(e)),
     };
     store.close().await;
     if !quiet {
-        println!(
+        outln!(
             "worker done: {} completed, {} diverged, {} failed, {} interrupted, {} lost leases",
-            report.completed, report.diverged, report.failed, report.interrupted, report.lost
+            report.completed,
+            report.diverged,
+            report.failed,
+            report.interrupted,
+            report.lost
         );
     }
     if stop.load(Ordering::SeqCst) {
@@ -818,12 +896,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
 }
 
 async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCode> {
-    if !db.contains("://") && !Path::new(db).exists() {
-        bail!("no database at {db} (run a sweep first, or pass --db)");
-    }
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("opening {}", redact(db)))?;
+    let store = open_reader(db).await?;
     let sweeps = match sweep_name {
         Some(name) => vec![store.sweep(name).await?],
         None => store.sweeps().await?,
@@ -833,12 +906,12 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
         all.push(sweep::status(&store, s).await?);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
     } else if all.is_empty() {
-        println!("no sweeps in {}", redact(db));
+        outln!("no sweeps in {}", redact(db));
     } else {
         for s in &all {
-            println!("{}", format::status(s));
+            outln!("{}", format::status(s));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -859,7 +932,7 @@ pub(crate) fn configure_kernel_cache(quiet: bool) {
     };
     let cache = kernel_cache_dir();
     if !set_kernel_cache(&cache, which) && !quiet {
-        eprintln!(
+        errln!(
             "slaw: warning: could not use {} for the kernel caches",
             cache.display()
         );
@@ -887,8 +960,8 @@ async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<crate::store::S
     let mut sweeps = store.sweeps().await?;
     match sweeps.len() {
         1 => Ok(sweeps.remove(0)),
-        0 => bail!("the database has no sweeps"),
-        _ => bail!(
+        0 => invalid!("the database has no sweeps"),
+        _ => invalid!(
             "the database has several sweeps ({}): choose one with --sweep",
             sweeps
                 .iter()
@@ -899,28 +972,41 @@ async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<crate::store::S
     }
 }
 
-async fn open_existing(db: &str) -> Result<Store> {
-    if !db.contains("://") && !Path::new(db).exists() {
-        bail!("no database at {db} (run a sweep first, or pass --db)");
+/// Opens the database for a command that only reads: nothing is created, migrated or
+/// written (a missing, empty or foreign database is an error, exit code 2).
+async fn open_reader(db: &str) -> Result<Store> {
+    Store::open_read_only(db).await.map_err(|e| located(e, db))
+}
+
+/// Opens (creating and migrating as needed) the database for a command that writes.
+async fn open_writer(db: &str) -> Result<Store> {
+    Store::open(db).await.map_err(|e| located(e, db))
+}
+
+/// A store error with the location added where the error does not name it.
+fn located(e: crate::store::StoreError, db: &str) -> anyhow::Error {
+    use crate::store::StoreError;
+    match e {
+        StoreError::Sql(_) | StoreError::Migrate(_) => {
+            anyhow::Error::new(e).context(format!("opening {}", redact(db)))
+        }
+        other => other.into(),
     }
-    Store::open(db)
-        .await
-        .with_context(|| format!("opening {}", redact(db)))
 }
 
 /// Fits every law on a finished sweep, stores the fits and prints them (the end of `slaw run`).
-async fn fit_after_run(store: &Store, sweep: &str) -> Result<()> {
+async fn fit_after_run(store: &Store, sweep: &str, dir: &Path) -> Result<()> {
     use crate::analysis::{self, laws, observations};
     let row = store.sweep(sweep).await?;
     let obs = observations::from_sweep(store, &row, observations::ParamsCount::Total).await?;
     let config = laws::FitConfig::default();
     let report = laws::fit_all(&obs, &[], &config);
     let ids = analysis::save(store, &obs, &report, &config).await?;
-    print!("\n{}", crate::report::text::fit_summary(&report));
-    println!("stored as fits {ids:?}; `slaw predict --sweep {sweep} ...` uses them");
+    out!("\n{}", crate::report::text::fit_summary(&report));
+    outln!("stored as fits {ids:?}; `slaw predict --sweep {sweep} ...` uses them");
     // The sweep and its fits are stored: a figure that cannot be drawn is reported, not fatal.
-    if let Err(e) = results::figures_after_run(store, &row).await {
-        eprintln!("slaw: warning: figures and report not written: {e:#}");
+    if let Err(e) = results::figures_after_run(store, &row, dir).await {
+        errln!("slaw: warning: figures and report not written: {e:#}");
     }
     Ok(())
 }
@@ -928,11 +1014,11 @@ async fn fit_after_run(store: &Store, sweep: &str) -> Result<()> {
 async fn fit(args: FitArgs) -> Result<ExitCode> {
     use crate::analysis::{self, laws, observations};
     let store = if args.import.is_some() {
-        Store::open(&args.db.db)
-            .await
-            .with_context(|| format!("opening {}", redact(&args.db.db)))?
+        open_writer(&args.db.db).await?
     } else {
-        open_existing(&args.db.db).await?
+        Store::open_existing(&args.db.db)
+            .await
+            .map_err(|e| located(e, &args.db.db))?
     };
     let params_count = match args.params {
         ParamsArg::Total => observations::ParamsCount::Total,
@@ -949,7 +1035,7 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
     };
     if let Some(size) = &args.holdout {
         if !obs.runs.iter().any(|r| &r.size == size) {
-            bail!(
+            invalid!(
                 "--holdout {size}: no completed run of that size in {}",
                 obs.source
             );
@@ -973,7 +1059,7 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|size| (size.clone(), analysis::backtest(&obs, &report, size)));
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "report": report,
@@ -982,11 +1068,11 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
             }))?
         );
     } else {
-        print!("{}", crate::report::text::fit_summary(&report));
+        out!("{}", crate::report::text::fit_summary(&report));
         if let Some((size, rows)) = &backtest {
-            print!("\n{}", crate::report::text::backtest(size, rows));
+            out!("\n{}", crate::report::text::backtest(size, rows));
         }
-        println!("\nstored as fits {:?} in {}", ids, redact(&args.db.db));
+        outln!("\nstored as fits {:?} in {}", ids, redact(&args.db.db));
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -994,7 +1080,7 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
 
 async fn predict(args: PredictArgs) -> Result<ExitCode> {
     use crate::analysis::{self, predict};
-    let store = open_existing(&args.db.db).await?;
+    let store = open_reader(&args.db.db).await?;
     let (source, per_epoch) = match &args.import {
         Some(path) => (format!("csv:{}", path.display()), None),
         None => {
@@ -1011,20 +1097,20 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
                 (Some(d), _) => d,
                 (None, Some(e)) => {
                     let Some(per_epoch) = per_epoch else {
-                        bail!("--epochs needs the examples in an epoch (a sweep of slaw's trainer, or train.examples_per_epoch in a command sweep); give --examples");
+                        invalid!("--epochs needs the examples in an epoch (a sweep of slaw's trainer, or train.examples_per_epoch in a command sweep); give --examples");
                     };
                     e * per_epoch
                 }
-                (None, None) => bail!("--params needs a budget: --epochs E or --examples D"),
+                (None, None) => invalid!("--params needs a budget: --epochs E or --examples D"),
             };
             predict::at_size(&report, n, d)
         }
-        (None, None) => bail!("give --params N with --epochs/--examples, or --flops C"),
+        (None, None) => invalid!("give --params N with --epochs/--examples, or --flops C"),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&prediction)?);
+        outln!("{}", serde_json::to_string_pretty(&prediction)?);
     } else {
-        print!("{}", crate::report::text::prediction(&prediction));
+        out!("{}", crate::report::text::prediction(&prediction));
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::format::{duration, finished_line, lr};
+use super::out::{escape_controls, outln};
 use crate::exec::local::{Note, Observer, Snapshot};
+use crate::sweep::progress::{estimate, TrialWork};
 
 /// Resolution of the compute bar.
 const BAR_UNITS: u64 = 1_000_000;
@@ -16,6 +18,8 @@ const BAR_UNITS: u64 = 1_000_000;
 /// Draws a local run's progress.
 pub struct RunView {
     interactive: bool,
+    /// Trials that run at once (job slots; 0: as many as workers are alive).
+    slots: usize,
     multi: MultiProgress,
     main: ProgressBar,
     trials: HashMap<i64, ProgressBar>,
@@ -23,8 +27,9 @@ pub struct RunView {
 }
 
 impl RunView {
-    /// A view drawing bars when `interactive`, log lines otherwise.
-    pub fn new(interactive: bool) -> Self {
+    /// A view drawing bars when `interactive`, log lines otherwise, of a run with `slots`
+    /// trials at once (0 when the executor decides: Slurm).
+    pub fn new(interactive: bool, slots: usize) -> Self {
         let multi = MultiProgress::with_draw_target(if interactive {
             ProgressDrawTarget::stderr()
         } else {
@@ -32,14 +37,13 @@ impl RunView {
         });
         let main = multi.add(ProgressBar::new(BAR_UNITS));
         main.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% of compute · ETA {eta} · {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         main.enable_steady_tick(Duration::from_millis(200));
         RunView {
             interactive,
+            slots,
             multi,
             main,
             trials: HashMap::new(),
@@ -49,9 +53,9 @@ impl RunView {
 
     fn println(&self, line: &str) {
         if self.interactive {
-            let _ = self.multi.println(line);
+            let _ = self.multi.println(escape_controls(line));
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 
@@ -92,13 +96,19 @@ impl Observer for RunView {
                 String::new()
             },
         );
-        let fraction = if s.total_flops > 0.0 {
-            (1.0 - s.remaining_flops / s.total_flops).clamp(0.0, 1.0)
+        let work: Vec<TrialWork> = s.work.iter().map(TrialWork::from).collect();
+        let parallel = if self.slots > 0 {
+            self.slots
         } else {
-            0.0
+            s.workers
         };
+        let progress = estimate(&work, parallel);
+        let fraction = progress.fraction;
+        let eta = progress.remaining_seconds.map_or("?".into(), duration);
         self.main.set_position((fraction * BAR_UNITS as f64) as u64);
-        self.main.set_message(msg.clone());
+        self.main.set_message(
+            escape_controls(&format!("{} · ETA {eta} · {msg}", progress.describe())).into_owned(),
+        );
 
         if self.interactive {
             let running: std::collections::HashSet<i64> = s.running.iter().map(|t| t.id).collect();
@@ -118,28 +128,26 @@ impl Observer for RunView {
                     );
                     b
                 });
-                bar.set_message(format!(
-                    "{} size {} · epochs {} · lr {} · step {}/{} · loss {}",
-                    t.key,
-                    t.size_name,
-                    t.epochs,
-                    lr(t.lr),
-                    t.progress_step.unwrap_or(0),
-                    t.steps,
-                    t.progress_loss.map_or("–".into(), |l| format!("{l:.4}"))
-                ));
+                bar.set_message(
+                    escape_controls(&format!(
+                        "{} size {} · epochs {} · lr {} · step {}/{} · loss {}",
+                        t.key,
+                        t.size_name,
+                        t.epochs,
+                        lr(t.lr),
+                        t.progress_step.unwrap_or(0),
+                        t.steps,
+                        t.progress_loss.map_or("–".into(), |l| format!("{l:.4}"))
+                    ))
+                    .into_owned(),
+                );
             }
         } else if self.last_log.elapsed() >= Duration::from_secs(30) {
             self.last_log = Instant::now();
-            let eta = if fraction > 0.0 {
-                duration(s.elapsed * (1.0 - fraction) / fraction)
-            } else {
-                "?".into()
-            };
-            println!(
-                "[{}] {msg} · {:.0} % of compute · ETA {eta}",
+            outln!(
+                "[{}] {msg} · {} · ETA {eta}",
                 duration(s.elapsed),
-                100.0 * fraction
+                progress.describe()
             );
         }
     }

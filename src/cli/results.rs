@@ -4,16 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
+use super::exit::invalid;
 use super::format::{duration, lr, si, table};
+use super::out::{errln, out, outln};
 use super::{
-    open_existing, pick_sweep, ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs,
+    open_reader, pick_sweep, ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs,
     QueryFormat, ReportArgs,
 };
 use crate::analysis::laws::{fit_all, FitConfig, FitReport};
+use crate::analysis::load_report;
 use crate::analysis::observations::{from_sweep, Observations, ParamsCount};
-use crate::analysis::{load_report, save};
 use crate::plot::{draw_all, Format};
 use crate::query::{self, TableFormat};
 use crate::report::{render_html, utc, EmbeddedFigure, ReportInput};
@@ -30,15 +32,15 @@ fn value_text(v: &Value) -> String {
 
 fn print_table(t: &ResultTable) {
     if t.columns.is_empty() {
-        println!("(no rows)");
+        outln!("(no rows)");
         return;
     }
     let mut out = table(&t.columns.iter().map(String::as_str).collect::<Vec<_>>());
     for row in &t.rows {
         out.add_row(row.iter().map(value_text).collect::<Vec<_>>());
     }
-    println!("{out}");
-    println!(
+    outln!("{out}");
+    outln!(
         "({} row{})",
         t.rows.len(),
         if t.rows.len() == 1 { "" } else { "s" }
@@ -46,46 +48,45 @@ fn print_table(t: &ResultTable) {
 }
 
 pub(super) async fn query(args: QueryArgs) -> Result<ExitCode> {
-    let result = query::run(&args.db.db, &args.sql).await?;
     let format = match args.format {
-        QueryFormat::Table => {
-            if let Some(out) = &args.out {
-                bail!(
-                    "--out {}: choose --format csv, json or parquet to write a file",
-                    out.display()
-                );
-            }
-            print_table(&result);
-            return Ok(ExitCode::SUCCESS);
-        }
-        QueryFormat::Csv => TableFormat::Csv,
-        QueryFormat::Json => TableFormat::Json,
-        QueryFormat::Parquet => TableFormat::Parquet,
+        QueryFormat::Table => None,
+        QueryFormat::Csv => Some(TableFormat::Csv),
+        QueryFormat::Json => Some(TableFormat::Json),
+        QueryFormat::Parquet => Some(TableFormat::Parquet),
     };
-    match &args.out {
-        Some(path) => {
-            query::write(&result, format, path)?;
-            eprintln!("{} rows written to {}", result.rows.len(), path.display());
+    // The output is checked (and its temporary file made) before the query runs.
+    let output = match (&args.out, format) {
+        (Some(out), None) => invalid!(
+            "--out {}: choose --format csv, json or parquet to write a file",
+            out.display()
+        ),
+        (None, Some(TableFormat::Parquet)) => invalid!("--format parquet needs --out FILE"),
+        (Some(path), Some(_)) => Some(query::Output::prepare(path, &args.db.db)?),
+        (None, _) => None,
+    };
+    let limits = crate::store::QueryLimits {
+        timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.001)),
+        max_rows: args.max_rows,
+        ..Default::default()
+    };
+    let result = query::run(&args.db.db, &args.sql, limits).await?;
+    match (format, output) {
+        (None, _) => print_table(&result),
+        (Some(format), Some(output)) => {
+            let path = args.out.clone().unwrap_or_default();
+            output.finish(&result, format)?;
+            errln!("{} rows written to {}", result.rows.len(), path.display());
         }
-        None if format == TableFormat::Parquet => {
-            bail!("--format parquet needs --out FILE");
-        }
-        None => {
-            let tmp = tempfile_path(format);
-            query::write(&result, format, &tmp)?;
-            print!("{}", std::fs::read_to_string(&tmp)?);
-            let _ = std::fs::remove_file(&tmp);
+        (Some(format), None) => {
+            let tmp = tempfile::Builder::new()
+                .prefix("slaw-query-")
+                .tempfile()
+                .context("creating a temporary file")?;
+            query::write(&result, format, tmp.path())?;
+            out!("{}", std::fs::read_to_string(tmp.path())?);
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn tempfile_path(format: TableFormat) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "slaw-query-{}.{}",
-        std::process::id(),
-        format.extension()
-    ))
 }
 
 pub(super) async fn export(args: ExportArgs) -> Result<ExitCode> {
@@ -95,13 +96,13 @@ pub(super) async fn export(args: ExportArgs) -> Result<ExitCode> {
         ExportFormat::Json => TableFormat::Json,
     };
     if let Some(name) = &args.sweep {
-        let store = open_existing(&args.db.db).await?;
+        let store = open_reader(&args.db.db).await?;
         store.sweep(name).await?;
         store.close().await;
     }
     let files = query::export(&args.db.db, args.sweep.as_deref(), &args.out, format).await?;
     for f in files {
-        println!("{}", f.display());
+        outln!("{}", f.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -110,12 +111,12 @@ pub(super) async fn export(args: ExportArgs) -> Result<ExitCode> {
 const SHOW_LOG_LINES: usize = 30;
 
 pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
-    let store = open_existing(db).await?;
+    let store = open_reader(db).await?;
     let mut found = store.trial_by_key(key).await?;
     let trial = match found.len() {
-        0 => bail!("no trial whose key starts with {key:?}"),
+        0 => invalid!("no trial whose key starts with {key:?}"),
         1 => found.remove(0),
-        n => bail!(
+        n => invalid!(
             "{n} trials start with {key:?} ({}): give more of the key",
             found
                 .iter()
@@ -136,7 +137,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
     store.close().await;
     if json {
         let config: serde_json::Value = serde_json::from_str(&trial.config_json)?;
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "sweep": sweep, "trial": trial, "config": config, "metrics": metrics, "events": events,
@@ -147,8 +148,8 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
     }
     let t = &trial;
     let when = |x: Option<f64>| x.map_or("–".into(), |v| format!("{} UTC", utc(v)));
-    println!("trial {} of sweep {sweep}: {}", t.key, t.state);
-    println!(
+    outln!("trial {} of sweep {sweep}: {}", t.key, t.state);
+    outln!(
         "  size {} ({} params, {} non-embedding), {} epochs = {} steps × {} = {} examples, lr {}, seed {}",
         t.size_name,
         si(t.params as f64),
@@ -160,7 +161,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         lr(t.lr),
         t.seed
     );
-    println!(
+    outln!(
         "  {} training FLOPs ({} per example); {} attempt(s); worker {} on {}",
         si(t.flops),
         si(t.flops_per_example),
@@ -168,7 +169,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         t.worker.as_deref().unwrap_or("–"),
         t.device.as_deref().unwrap_or("–")
     );
-    println!(
+    outln!(
         "  claimed {}, started {}, finished {}, training time {}",
         when(t.claimed_at),
         when(t.started_at),
@@ -176,7 +177,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         t.wall_seconds.map_or("–".into(), duration)
     );
     if t.state == TrialState::Completed {
-        println!(
+        outln!(
             "  final: train loss {}, validation loss {}, accuracy {}; best validation loss {}",
             t.final_train_loss.map_or("–".into(), |v| format!("{v:.4}")),
             t.final_val_loss.map_or("–".into(), |v| format!("{v:.4}")),
@@ -186,7 +187,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         );
     }
     if let Some(e) = &t.error {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
     let mut curve = table(&[
         "step",
@@ -210,10 +211,10 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
             duration(m.wall_seconds),
         ]);
     }
-    println!("curve ({} evaluation points):\n{curve}", metrics.len());
-    println!("events:");
+    outln!("curve ({} evaluation points):\n{curve}", metrics.len());
+    outln!("events:");
     for e in &events {
-        println!(
+        outln!(
             "  {} attempt {} {} {}{}",
             utc(e.at),
             e.attempt,
@@ -225,15 +226,15 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         );
     }
     if !logs.is_empty() {
-        println!("output of the command (last {} lines):", logs.len());
+        outln!("output of the command (last {} lines):", logs.len());
         for l in &logs {
-            println!("  {:<6} {}", l.stream, l.line);
+            outln!("  {:<6} {}", l.stream, l.line);
         }
     }
     if let Some(job) = trial.config()?.command() {
-        println!("command: {}", job.display());
+        outln!("command: {}", job.display());
     }
-    println!(
+    outln!(
         "configuration:\n{}",
         serde_json::to_string_pretty(&trial.config()?)?
     );
@@ -241,7 +242,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
 }
 
 /// The sweep's observations and laws: the stored fits when they cover the current runs,
-/// otherwise fitted now (and stored).
+/// otherwise fitted now, in memory only (`plot` and `report` only read; `slaw fit` stores fits).
 async fn laws(store: &Store, sweep: &SweepRow) -> Result<(Observations, FitReport)> {
     let obs = from_sweep(store, sweep, ParamsCount::Total).await?;
     let source = format!("sweep:{}", sweep.name);
@@ -250,9 +251,7 @@ async fn laws(store: &Store, sweep: &SweepRow) -> Result<(Observations, FitRepor
             return Ok((obs, report));
         }
     }
-    let config = FitConfig::default();
-    let report = fit_all(&obs, &[], &config);
-    save(store, &obs, &report, &config).await?;
+    let report = fit_all(&obs, &[], &FitConfig::default());
     Ok((obs, report))
 }
 
@@ -288,11 +287,11 @@ async fn curves(
                     .collect();
                 match matches.as_slice() {
                     [one] => Ok(*one),
-                    [] => bail!(
+                    [] => invalid!(
                         "--trials: no trial of sweep {} starts with {k:?}",
                         sweep.name
                     ),
-                    _ => bail!("--trials: several trials start with {k:?}"),
+                    _ => invalid!("--trials: several trials start with {k:?}"),
                 }
             })
             .collect::<Result<_>>()?
@@ -305,16 +304,27 @@ async fn curves(
     Ok(out)
 }
 
-fn default_dir(sweep: &str) -> PathBuf {
-    Path::new("results").join(sweep)
+/// Where a sweep's figures and report go by default: `<sweep>/` beside a SQLite database
+/// (`results/<sweep>/` for the default `results/slaw.db`), `results/<sweep>/` for PostgreSQL.
+pub(super) fn default_dir(db: &str, sweep: &str) -> PathBuf {
+    match crate::store::Location::parse(db) {
+        Ok(crate::store::Location::Sqlite(path)) => path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(sweep),
+        _ => Path::new("results").join(sweep),
+    }
 }
 
 pub(super) async fn plot(args: PlotArgs) -> Result<ExitCode> {
-    let store = open_existing(&args.db.db).await?;
+    let store = open_reader(&args.db.db).await?;
     let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
     let (obs, report) = laws(&store, &sweep).await?;
     let curves = curves(&store, &sweep, &args.trials).await?;
-    let dir = args.out.unwrap_or_else(|| default_dir(&sweep.name));
+    let dir = args
+        .out
+        .unwrap_or_else(|| default_dir(&args.db.db, &sweep.name));
     let format = match args.format {
         FigureFormat::Png => Format::Png,
         FigureFormat::Svg => Format::Svg,
@@ -323,7 +333,7 @@ pub(super) async fn plot(args: PlotArgs) -> Result<ExitCode> {
         .with_context(|| format!("drawing into {}", dir.display()))?;
     store.close().await;
     for f in &figures {
-        println!("{}  {}", f.path.display(), f.title);
+        outln!("{}  {}", f.path.display(), f.title);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -361,29 +371,29 @@ pub(super) async fn write_report(store: &Store, sweep: &SweepRow, path: &Path) -
 }
 
 pub(super) async fn report(args: ReportArgs) -> Result<ExitCode> {
-    let store = open_existing(&args.db.db).await?;
+    let store = open_reader(&args.db.db).await?;
     let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
     let path = args
         .out
-        .unwrap_or_else(|| default_dir(&sweep.name).join("report.html"));
+        .unwrap_or_else(|| default_dir(&args.db.db, &sweep.name).join("report.html"));
     write_report(&store, &sweep, &path).await?;
     store.close().await;
-    println!("{}", path.display());
+    outln!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `run` writes at the end: PNG figures and the HTML report in `results/<sweep>/`.
-pub(super) async fn figures_after_run(store: &Store, sweep: &SweepRow) -> Result<()> {
+/// What `run` writes at the end: PNG figures and the HTML report in `dir` (`--out`, else
+/// [`default_dir`]).
+pub(super) async fn figures_after_run(store: &Store, sweep: &SweepRow, dir: &Path) -> Result<()> {
     let (obs, report) = laws(store, sweep).await?;
     let curves = curves(store, sweep, &[]).await?;
-    let dir = default_dir(&sweep.name);
-    let figures = draw_all(&obs, &report, &curves, &dir, Format::Png)?;
+    let figures = draw_all(&obs, &report, &curves, dir, Format::Png)?;
     let html = dir.join("report.html");
     write_report(store, sweep, &html).await?;
-    println!("\nfigures and report in {}/:", dir.display());
+    outln!("\nfigures and report in {}/:", dir.display());
     for f in &figures {
-        println!("  {}  {}", f.path.display(), f.title);
+        outln!("  {}  {}", f.path.display(), f.title);
     }
-    println!("  {}  the HTML report", html.display());
+    outln!("  {}  the HTML report", html.display());
     Ok(())
 }

@@ -52,8 +52,11 @@ const STDERR_TAIL_CHARS: usize = 4_000;
 const GRACE: Duration = Duration::from_secs(5);
 /// How often stop requests, time limits and the metrics file are checked.
 const POLL: Duration = Duration::from_millis(100);
-/// How long output still arriving after the process ended is waited for.
+/// How long the output pipes may stay quiet after the process ended before reading stops.
 const DRAIN: Duration = Duration::from_secs(2);
+/// Characters of one evaluation point's further metrics (`metrics.extra`) at most; a larger
+/// object is not stored, and the log says so.
+pub const MAX_EXTRA_CHARS: usize = 16_384;
 
 /// Follows a file that another process appends lines to.
 struct Tail {
@@ -226,11 +229,19 @@ impl<'a> Recorder<'a> {
         let points = self.tracker.take_dirty();
         if !points.is_empty() {
             let fpe = self.flops_per_example().unwrap_or(0.0);
+            let mut too_large = Vec::new();
             let rows: Vec<(MetricRow, Option<String>)> = points
                 .into_iter()
                 .map(|p| {
                     let extra = (!p.extra.is_empty())
-                        .then(|| serde_json::Value::Object(p.extra).to_string());
+                        .then(|| serde_json::Value::Object(p.extra).to_string())
+                        .filter(|e| {
+                            let fits = e.len() <= MAX_EXTRA_CHARS;
+                            if !fits {
+                                too_large.push((p.step, e.len()));
+                            }
+                            fits
+                        });
                     let row = MetricRow {
                         step: p.step as i64,
                         examples: p.examples as i64,
@@ -245,6 +256,15 @@ impl<'a> Recorder<'a> {
                 })
                 .collect();
             store.upsert_metrics(claimed, &rows).await?;
+            for (step, len) in too_large {
+                self.log(
+                    "slaw",
+                    format!(
+                        "the further metrics of step {step} ({len} characters of JSON) were not \
+                         stored: at most {MAX_EXTRA_CHARS} per evaluation point"
+                    ),
+                );
+            }
         }
         let logs = std::mem::take(&mut self.logs);
         store.add_logs(claimed, &logs).await
@@ -452,14 +472,10 @@ pub async fn run_command_trial(
     let mut readers_open = true;
     let mut status: Option<ExitStatus> = None;
     let end: Option<End> = loop {
+        // Biased: the process's exit is seen first, so that time slaw spends reading a backlog
+        // of output (or writing it) never counts against the program's time limits.
         tokio::select! {
-            msg = rx.recv(), if readers_open => match msg {
-                Some((stream, line)) => {
-                    last_output = Instant::now();
-                    rec.line(stream, line);
-                }
-                None => readers_open = false,
-            },
+            biased;
             s = child.wait() => {
                 status = s.ok();
                 break None;
@@ -471,6 +487,12 @@ pub async fn run_command_trial(
                 }
                 if stop_all.load(Ordering::Relaxed) {
                     break Some(End::Stopped);
+                }
+                // Time limits judge the program: one that has exited is not timed out, however
+                // long its output takes to store.
+                if let Ok(Some(s)) = child.try_wait() {
+                    status = Some(s);
+                    break None;
                 }
                 if let Some(t) = limits.timeout.filter(|t| rec.started.elapsed() > *t) {
                     break Some(End::TimedOut(t));
@@ -492,6 +514,19 @@ pub async fn run_command_trial(
                     Err(e) => break Some(End::Store(e)),
                 }
             }
+            // Last: a flood of output must not starve the clocks above.
+            msg = rx.recv(), if readers_open => match msg {
+                Some((stream, line)) => {
+                    last_output = Instant::now();
+                    rec.line(stream, line);
+                    // Take what else is waiting in one go.
+                    for _ in 0..1024 {
+                        let Ok((stream, line)) = rx.try_recv() else { break };
+                        rec.line(stream, line);
+                    }
+                }
+                None => readers_open = false,
+            },
         }
         if rec.tracker.diverged.is_some() {
             break Some(End::Diverged);
@@ -500,12 +535,37 @@ pub async fn run_command_trial(
     if status.is_none() {
         status = terminate(&mut child, pgid).await;
     }
-    // Whatever the process left behind in its group goes with it.
+    // Whatever the process left behind goes with it: its group, and every process it started
+    // outside the group (setsid, double forks), which this worker reaps as their subreaper.
     signal_group(pgid, libc::SIGKILL);
-    let deadline = tokio::time::Instant::now() + DRAIN;
+    let orphans = super::reaper::kill_descendants(&[]);
+    if orphans > 0 {
+        rec.log(
+            "slaw",
+            format!("killed {orphans} process(es) the command left running after it ended"),
+        );
+    }
+    // Every line already read is kept; the wait ends when the pipes close or stay quiet. The
+    // lease is renewed meanwhile: a backlog of output may take a while.
+    let beat_every = Duration::from_secs_f64(opts.heartbeat_seconds.max(0.05));
+    let mut last_beat = Instant::now();
     while readers_open {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((stream, line))) => rec.line(stream, line),
+        match tokio::time::timeout(DRAIN, rx.recv()).await {
+            Ok(Some((stream, line))) => {
+                rec.line(stream, line);
+                if last_beat.elapsed() > beat_every {
+                    last_beat = Instant::now();
+                    let step = rec.tracker.last_step;
+                    if !store
+                        .heartbeat(claimed, worker, step, rec.tracker.train_loss)
+                        .await?
+                    {
+                        return Ok(WorkerEvent::LeaseLost {
+                            key: claimed.key.clone(),
+                        });
+                    }
+                }
+            }
             _ => readers_open = false,
         }
     }

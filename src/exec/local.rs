@@ -6,6 +6,12 @@
 //! an observer (the progress bar). Workers claim, train and write on their own, so a crashed
 //! trial (even an abort of its process) fails that trial and nothing else. Workers get SIGTERM
 //! if this process dies (Linux `PR_SET_PDEATHSIG`), and mark their trial interrupted.
+//!
+//! The storage is watched too: when the database file disappears or becomes read-only, its disk
+//! fills, or a worker ends with [`WORKER_STORE_FAILED`], the run stops its workers and ends with
+//! [`ExecError::StoreFault`] instead of going on (or reporting success) into a database that
+//! keeps nothing. A SQLite file deleted under the run is written back from the run's open
+//! connection ([`Store::rescue_to`]), so what was committed stays committed.
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -19,7 +25,10 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::ExecError;
-use crate::store::{now, Reaped, StateCounts, Store, TrialRow};
+use crate::store::{now, Fault, Reaped, StateCounts, Store, StoreError, TrialRow};
+
+/// Exit code of a worker whose database failed under it (file gone or read-only, disk full).
+pub const WORKER_STORE_FAILED: i32 = 4;
 
 /// How the local executor runs a sweep.
 #[derive(Debug, Clone)]
@@ -59,10 +68,8 @@ pub struct Snapshot {
     pub finished: Vec<TrialRow>,
     /// Trials taken back from dead workers at this poll.
     pub reaped: Vec<Reaped>,
-    /// Planned FLOPs of the sweep.
-    pub total_flops: f64,
-    /// FLOPs still to run.
-    pub remaining_flops: f64,
+    /// Every active trial, as a progress estimate sees it.
+    pub work: Vec<crate::store::WorkRow>,
     /// Live worker processes started by this executor.
     pub workers: usize,
     /// Seconds since the executor started.
@@ -205,16 +212,24 @@ pub async fn run_local(
     let mut since = now();
     let mut failures_in_a_row = 0usize;
     let mut stopping = false;
+    // Orphans of a worker that died (a trial's daemon, say) come back to this process, which
+    // kills them whenever a worker has ended.
+    super::reaper::become_subreaper();
     loop {
         while let Ok((slot, line)) = line_rx.try_recv() {
             observer.note(&Note::WorkerLine { slot, line });
         }
         // Collect workers that ended.
+        let mut store_failed = false;
+        let mut ended_now = false;
         for (slot, child) in slots.iter_mut().enumerate() {
             if let Some(c) = child {
                 if let Some(status) = c.try_wait()? {
                     *child = None;
-                    if status.success() {
+                    ended_now = true;
+                    if status.code() == Some(WORKER_STORE_FAILED) {
+                        store_failed = true;
+                    } else if status.success() {
                         failures_in_a_row = 0;
                     } else if !stopping {
                         failures_in_a_row += 1;
@@ -226,12 +241,40 @@ pub async fn run_local(
                 }
             }
         }
+        if ended_now {
+            let live: Vec<i32> = slots
+                .iter()
+                .flatten()
+                .filter_map(|c| c.id().map(|p| p as i32))
+                .collect();
+            super::reaper::kill_descendants(&live);
+        }
+        let fault = match store.check_file() {
+            Err(e) => e.fault(),
+            Ok(()) if store_failed => Some(store.diagnose().unwrap_or(Fault::Io {
+                detail: "a worker could not write to it; see the worker's message above".into(),
+            })),
+            Ok(()) => None,
+        };
+        if let Some(fault) = fault {
+            return Err(stop_for_fault(store, &mut slots, fault, &mut line_rx, observer).await);
+        }
         if failures_in_a_row > 3 * opts.slots.len().max(1) {
             return Err(ExecError::Worker(format!(
                 "{failures_in_a_row} worker processes in a row ended with an error; see their output above"
             )));
         }
-        let reaped = store.reap(opts.sweep_id, opts.lease_seconds, &host).await?;
+        let reaped = match store.reap(opts.sweep_id, opts.lease_seconds, &host).await {
+            Ok(r) => r,
+            Err(e) => match e.fault() {
+                Some(fault) => {
+                    return Err(
+                        stop_for_fault(store, &mut slots, fault, &mut line_rx, observer).await,
+                    )
+                }
+                None => return Err(e.into()),
+            },
+        };
         if !stopping {
             scheduler.refresh(store).await?;
         }
@@ -273,15 +316,14 @@ pub async fn run_local(
         {
             since = since.max(latest);
         }
-        let (total_flops, remaining_flops) = store.flops_remaining(opts.sweep_id).await?;
+        let work = store.work(opts.sweep_id).await?;
         let workers = slots.iter().filter(|c| c.is_some()).count();
         observer.snapshot(&Snapshot {
             counts,
             running,
             finished,
             reaped,
-            total_flops,
-            remaining_flops,
+            work,
             workers,
             elapsed: start.elapsed().as_secs_f64(),
         });
@@ -303,4 +345,53 @@ pub async fn run_local(
         }
         tokio::time::sleep(opts.poll).await;
     }
+}
+
+/// Stops every worker (SIGTERM: each records its trial as interrupted where it still can),
+/// waits for them, and, when the SQLite file was deleted, writes what the run's connection
+/// still holds back to disk. Returns the error the run ends with.
+async fn stop_for_fault(
+    store: &Store,
+    slots: &mut [Option<Child>],
+    fault: Fault,
+    lines: &mut mpsc::UnboundedReceiver<(usize, String)>,
+    observer: &mut dyn Observer,
+) -> ExecError {
+    for c in slots.iter().flatten() {
+        if let Some(pid) = c.id() {
+            // SAFETY: sending SIGTERM to a child we started.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for c in slots.iter_mut().flatten() {
+        if tokio::time::timeout(Duration::from_secs(30), c.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+    while let Ok((slot, line)) = lines.try_recv() {
+        observer.note(&Note::WorkerLine { slot, line });
+    }
+    let rescued = match &fault {
+        Fault::Gone { .. } => Some(rescue(store).await),
+        _ => None,
+    };
+    ExecError::StoreFault { fault, rescued }
+}
+
+/// Writes the deleted database back from the run's connection: to its own path when nothing is
+/// there now, else beside it.
+async fn rescue(store: &Store) -> Result<std::path::PathBuf, String> {
+    let Some(target) = store.rescue_path() else {
+        return Err("the database is not a file".into());
+    };
+    store
+        .rescue_to(&target)
+        .await
+        .map_err(|e: StoreError| e.to_string())
 }

@@ -8,9 +8,11 @@ pub mod bench;
 pub mod claims;
 pub mod command;
 pub mod local;
+pub mod metrics_bench;
 pub mod mps;
 pub mod packing;
 pub mod protocol;
+pub mod reaper;
 pub mod slurm;
 pub mod worker;
 
@@ -36,10 +38,37 @@ pub enum ExecError {
     /// Slurm refused or failed a command (`sbatch`, `squeue`, `scancel`).
     #[error("slurm: {0}")]
     Slurm(String),
+    /// The database failed under a running sweep (file gone or read-only, disk full); the run
+    /// stopped its workers. A deleted SQLite file was written back where `rescued` says.
+    #[error("{}", fault_message(.fault, .rescued))]
+    StoreFault {
+        /// What failed.
+        fault: crate::store::Fault,
+        /// Where the database's contents were written back, or why they could not be.
+        rescued: Option<Result<std::path::PathBuf, String>>,
+    },
     /// The GPU failed for this process (out of memory in a device thread): the trial was
     /// recorded as failed and the process must end.
     #[error("{0}")]
     DeviceFailed(String),
+}
+
+fn fault_message(
+    fault: &crate::store::Fault,
+    rescued: &Option<Result<std::path::PathBuf, String>>,
+) -> String {
+    let rescue = match rescued {
+        None => "what was committed before stays committed".to_string(),
+        Some(Ok(path)) => format!(
+            "everything committed until now was written back to {}",
+            path.display()
+        ),
+        Some(Err(e)) => format!("its contents could not be written back ({e})"),
+    };
+    format!(
+        "{fault}; the run stopped its workers and {rescue}. Fix the storage, then run the same \
+         command again to continue"
+    )
 }
 
 /// Parses `cpu`, `cuda` (every visible GPU), `cuda:N` or `cuda:0,2`.

@@ -466,7 +466,7 @@ pub async fn run_slurm(
         {
             since = since.max(latest);
         }
-        let (total_flops, remaining_flops) = store.flops_remaining(opts.sweep_id).await?;
+        let work = store.work(opts.sweep_id).await?;
         let workers = queue.as_ref().map_or(0, |q| q.running(&active));
         // Trials held by workers of our arrays (workers started by hand may hold others).
         let held_by_ours = running
@@ -479,8 +479,7 @@ pub async fn run_slurm(
             running,
             finished,
             reaped,
-            total_flops,
-            remaining_flops,
+            work,
             workers,
             elapsed: start.elapsed().as_secs_f64(),
         });

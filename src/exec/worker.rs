@@ -183,6 +183,9 @@ pub async fn run_worker(
     observer: &mut (dyn FnMut(WorkerEvent) + Send),
 ) -> Result<WorkerReport, ExecError> {
     let host = crate::store::hostname();
+    // Processes a command trainer starts outside its group come back to this worker when
+    // orphaned, so that they end with their trial (`reaper`).
+    super::reaper::become_subreaper();
     let cache: DataCache = Arc::default();
     let mut sweeps: HashMap<i64, SweepInfo> = HashMap::new();
     let mut report = WorkerReport::default();

@@ -45,6 +45,16 @@ pub enum VertexFlag {
     OutsideSampledRange,
 }
 
+impl std::fmt::Display for VertexFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VertexFlag::TooFewSizes => "fewer than 3 sizes",
+            VertexFlag::NotConvex => "no minimum (the parabola is not convex)",
+            VertexFlag::OutsideSampledRange => "vertex outside the sampled sizes",
+        })
+    }
+}
+
 /// The fitted profile of one budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BudgetVertex {

@@ -212,7 +212,7 @@ pub fn fit_summary(r: &FitReport) -> String {
                     b.loss_star.map_or("–".into(), |l| format!("{l:.4}")),
                     b.flags
                         .iter()
-                        .map(|f| format!("{f:?}"))
+                        .map(|f| f.to_string())
                         .collect::<Vec<_>>()
                         .join(", "),
                 ]);

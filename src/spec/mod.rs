@@ -5,6 +5,7 @@
 //! seeds) and every default filled in, ready for `plan` to expand. This module knows nothing of
 //! the database or of training. serde_yaml (deprecated upstream) is used only here.
 
+mod bounds;
 mod command;
 mod locate;
 mod slurm;
@@ -20,6 +21,7 @@ use slaw_train::config::{
     ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
 };
 
+pub use bounds::{Limits, DEFAULT_MAX_TRIALS, MAX_BYTES, MAX_DEPTH};
 pub use command::{CommandSize, CommandSpec};
 pub use locate::{Locator, Position};
 pub use slurm::SlurmSpec;
@@ -501,6 +503,20 @@ impl SweepSpec {
         }
     }
 
+    /// How many trials the grid expands to (with `adaptive`: its first, coarse grid on the
+    /// smallest size), counted without building it.
+    pub fn trial_count(&self) -> u128 {
+        let sizes = if self.adaptive.is_some() {
+            self.size_count().min(1)
+        } else {
+            self.size_count()
+        };
+        [sizes, self.epochs.len(), self.lrs.len(), self.seeds.len()]
+            .iter()
+            .map(|n| *n as u128)
+            .product()
+    }
+
     /// Name of the size at `index`.
     pub fn size_name(&self, index: usize) -> &str {
         match &self.trainer {
@@ -657,23 +673,47 @@ impl Findings {
     }
 }
 
-/// Reads and validates the sweep file at `path`.
+/// Reads and validates the sweep file at `path` under the default [`Limits`].
 pub fn load(path: &Path) -> Result<(SweepSpec, String), SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+    load_with(path, &Limits::default())
+}
+
+/// Reads and validates the sweep file at `path` under `limits`. At most [`MAX_BYTES`] + 1 bytes
+/// are read: a larger file is refused, not loaded.
+pub fn load_with(path: &Path, limits: &Limits) -> Result<(SweepSpec, String), SpecError> {
+    use std::io::Read;
+    let io = |source| SpecError::Io {
         path: path.to_path_buf(),
         source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        ))
     })?;
-    let spec = parse(&text, &path.display().to_string())?;
+    let spec = parse_with(&text, &path.display().to_string(), limits)?;
     Ok((spec, text))
 }
 
-/// Parses and validates a sweep from `text`; `file` names it in error messages.
+/// Parses and validates a sweep from `text` under the default [`Limits`]; `file` names it in
+/// error messages.
 pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
+    parse_with(text, file, &Limits::default())
+}
+
+/// Parses and validates a sweep from `text` under `limits`.
+pub fn parse_with(text: &str, file: &str, limits: &Limits) -> Result<SweepSpec, SpecError> {
+    bounds::check_shape(text, file)?;
     let problem = |position: Position, path: String, message: String| Problem {
         file: file.to_string(),
         position,
         path,
-        message,
+        message: bounds::clip(&message),
     };
     let mut findings = Findings::default();
     let spec = if is_command_file(text) {
@@ -685,7 +725,23 @@ pub fn parse(text: &str, file: &str) -> Result<SweepSpec, SpecError> {
     };
     if findings.0.is_empty() {
         if let Some(spec) = spec {
-            return Ok(spec);
+            let count = spec.trial_count();
+            if count <= u128::from(limits.max_trials) {
+                return Ok(spec);
+            }
+            findings.add(
+                "train",
+                format!(
+                    "the sweep expands to {count} trials ({} sizes × {} budgets × {} learning \
+                     rates × {} seeds); slaw plans at most {} per sweep unless --max-trials \
+                     raises it",
+                    spec.size_count(),
+                    spec.epochs.len(),
+                    spec.lrs.len(),
+                    spec.seeds.len(),
+                    limits.max_trials
+                ),
+            );
         }
     }
     let locator = Locator::new(text);
@@ -724,7 +780,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result
                 column: l.column(),
             })
             .unwrap_or_else(|| locator.value(&path));
-        let message = strip_path(&strip_location(&inner.to_string()), &path);
+        let message = bounds::clip(&strip_path(&strip_location(&inner.to_string()), &path));
         let path = if path == "." {
             "(top level)".to_string()
         } else {
@@ -756,8 +812,22 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-/// The sweep name is used in paths and SQL filters: a restricted alphabet.
+/// The longest sweep name (it names a directory of results).
+const MAX_NAME_CHARS: usize = 100;
+
+/// The sweep name is used in paths and SQL filters: a restricted alphabet and length.
 fn check_name(name: &str, f: &mut Findings) {
+    if name.chars().count() > MAX_NAME_CHARS {
+        f.add(
+            "name",
+            format!(
+                "a sweep name has at most {MAX_NAME_CHARS} characters (it names directories), \
+                 got {}",
+                name.chars().count()
+            ),
+        );
+        return;
+    }
     if name.is_empty()
         || !name
             .chars()
@@ -1277,7 +1347,28 @@ fn resolve_lr(lr: &LrSection, f: &mut Findings) -> Option<(Vec<f64>, Option<Adap
         );
         return None;
     }
+    let steps = u64::from(below) + u64::from(above) + 1;
+    if steps > MAX_GRID_RATES {
+        f.add(
+            path,
+            format!(
+                "below + above + 1 = {steps} learning rates; a grid may have at most \
+                 {MAX_GRID_RATES}"
+            ),
+        );
+        return None;
+    }
     let grid = lr_grid(centre, below, above, factor);
+    if let Some(bad) = grid.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        f.add(
+            path,
+            format!(
+                "the grid reaches a learning rate of {bad} (centre {centre} × factor {factor} to \
+                 the power −{below}…{above}); choose a smaller factor or fewer steps"
+            ),
+        );
+        return None;
+    }
     let adaptive = lr.adaptive.as_ref().map(|a| AdaptiveLr {
         centre,
         factor,
@@ -1295,6 +1386,9 @@ fn resolve_lr(lr: &LrSection, f: &mut Findings) -> Option<(Vec<f64>, Option<Adap
     }
     Some((grid, adaptive))
 }
+
+/// The most learning rates a `grid` or `adaptive` section may span.
+const MAX_GRID_RATES: u64 = 1_000;
 
 /// `centre · factor^k` for k in −below..=above, ascending.
 pub fn lr_grid(centre: f64, below: u32, above: u32, factor: f64) -> Vec<f64> {

@@ -7,22 +7,24 @@
 //! interrupted`; every transition out of `running` is fenced by the worker and attempt that
 //! claimed it, so a worker that lost its lease cannot overwrite a newer attempt.
 
+mod open;
+mod reader;
 mod rows;
 #[doc(hidden)]
 pub mod scratch;
+pub mod statement;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, AssertSqlSafe, Connection, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Connection, Row};
 
 use crate::job::Job;
 use crate::plan::TrialSpec;
 use crate::spec::SweepSpec;
 
+pub use open::{inspect, known_schema, redact_url, FileState, Location};
+pub use reader::QueryLimits;
 pub use rows::{
     Claimed, EventRow, FitRow, LogRow, MetricRow, NewFit, NewSlurmJob, SlurmJobRow, StateCounts,
     SweepRow, TrialRow, TrialState,
@@ -52,6 +54,139 @@ pub enum StoreError {
     /// A named sweep does not exist.
     #[error("no sweep named {0:?} in the database")]
     NoSuchSweep(String),
+    /// A reader found nothing stored at the location.
+    #[error("nothing stored in {location}: {why} (run a sweep first, or pass --db)")]
+    Nothing {
+        /// The database, as given (passwords hidden).
+        location: String,
+        /// What is there instead.
+        why: String,
+    },
+    /// The location holds something that is not a slaw database; nothing was written to it.
+    #[error("{location} is not a slaw database: {why}")]
+    NotSlaw {
+        /// The database, as given (passwords hidden).
+        location: String,
+        /// What it is instead.
+        why: String,
+    },
+    /// slaw's schema in the database is of another version than this slaw's.
+    #[error("{}", schema_message(.location, *.found, *.known))]
+    Schema {
+        /// The database, as given (passwords hidden).
+        location: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this slaw knows.
+        known: i64,
+    },
+    /// The storage under a running store failed: the run must stop.
+    #[error(transparent)]
+    Fault(Fault),
+    /// A reader's SQL was refused before it ran.
+    #[error(transparent)]
+    Refused(#[from] statement::Refused),
+    /// A reader's query ran past its time limit or returned too much.
+    #[error("{0}")]
+    QueryLimit(String),
+}
+
+fn schema_message(location: &str, found: i64, known: i64) -> String {
+    if found > known {
+        format!(
+            "{location} was written by a newer slaw (schema version {found}; this slaw knows up \
+             to {known}): use that slaw or a newer one"
+        )
+    } else {
+        format!(
+            "{location} has schema version {found}, older than this slaw's {known}: run \
+             `slaw run` or `slaw worker` on it once to upgrade it (commands that only read never \
+             change a database)"
+        )
+    }
+}
+
+/// A failure of the storage itself, not of a statement: the database file vanished, became
+/// read-only, or its disk is full. A run that meets one stops; it never counts as a trial's
+/// failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The file was deleted, moved or replaced under the running store.
+    #[error(
+        "the database file {path} disappeared while slaw was using it (deleted, moved or \
+         replaced)"
+    )]
+    Gone {
+        /// The file.
+        path: String,
+    },
+    /// The file or its directory no longer accepts writes.
+    #[error("the database {path} became read-only while slaw was using it")]
+    ReadOnly {
+        /// The file (or server).
+        path: String,
+    },
+    /// The disk is full.
+    #[error("the database's disk is full ({detail})")]
+    Full {
+        /// The database's message.
+        detail: String,
+    },
+    /// Reading or writing the file failed.
+    #[error("the database cannot be written ({detail})")]
+    Io {
+        /// The database's message.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// The storage fault behind this error, if it is one (a file gone or read-only, a full
+    /// disk, an I/O error), as opposed to a refused statement.
+    pub fn fault(&self) -> Option<Fault> {
+        if let StoreError::Fault(f) = self {
+            return Some(f.clone());
+        }
+        let StoreError::Sql(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        let detail = db.message().to_string();
+        let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+        match (sqlite_code(self), code.as_str()) {
+            (Some(8), _) | (None, "25006") => Some(Fault::ReadOnly { path: detail }),
+            (Some(13), _) | (None, "53100") => Some(Fault::Full { detail }),
+            (Some(10 | 14), _) | (None, "58030") => Some(Fault::Io { detail }),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is about what the user gave (a location that holds no slaw database,
+    /// an unknown sweep, a refused or failing query), not a failure at run time.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Location(_)
+                | StoreError::NoSuchSweep(_)
+                | StoreError::Nothing { .. }
+                | StoreError::NotSlaw { .. }
+                | StoreError::Schema { .. }
+                | StoreError::Refused(_)
+        )
+    }
+}
+
+/// SQLite's primary result code behind `e`, if it is a SQLite error.
+pub(crate) fn sqlite_code(e: &StoreError) -> Option<i64> {
+    let StoreError::Sql(sqlx::Error::Database(db)) = e else {
+        return None;
+    };
+    // SQLite's errors carry their extended code as a number; PostgreSQL's are SQLSTATEs
+    // (five characters, not all digits, or with a leading zero class).
+    let code = db.code()?;
+    if code.len() == 5 {
+        return None;
+    }
+    code.parse::<i64>().ok().map(|c| c & 0xff)
 }
 
 /// Which database is behind the store.
@@ -93,6 +228,52 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Rows per multi-row `INSERT` (11 columns × 400 rows stays well below both databases' limits
+/// on bound parameters).
+const ROWS_PER_INSERT: usize = 400;
+
+/// `rows` groups of `columns` placeholders: `(?, …), (?, …)` on SQLite, `($1, …), ($k+1, …)` on
+/// PostgreSQL. SQLite looks a numbered parameter's name up in a list, once per parameter when
+/// binding: with thousands of `$n` a statement took quadratic time (4 000 points per second).
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => out.push_str(&format!("${}", r * columns + c + 1)),
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `points` cut into runs of at most `rows` in which no step repeats (one
+/// `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice on PostgreSQL).
+fn distinct_step_chunks<T>(points: &[(MetricRow, T)], rows: usize) -> Vec<&[(MetricRow, T)]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut seen = HashSet::new();
+    for (i, (m, _)) in points.iter().enumerate() {
+        if i - start == rows || !seen.insert(m.step) {
+            chunks.push(&points[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(m.step);
+        }
+    }
+    chunks.push(&points[start..]);
+    chunks
+}
+
 /// NaN and infinities are stored as NULL (SQLite cannot store NaN).
 fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite())
@@ -106,6 +287,10 @@ pub struct Store {
     /// The URL connected to (may hold a password: never printed).
     url: String,
     read_only: bool,
+    /// Where the database is, as given.
+    location: Location,
+    /// The SQLite file opened for writing, to notice when it disappears.
+    file: Option<open::FileIdentity>,
 }
 
 impl std::fmt::Debug for Store {
@@ -187,6 +372,25 @@ pub struct LogLine {
     pub at: f64,
 }
 
+/// A trial as a progress estimate sees it ([`Store::work`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkRow {
+    /// Its state.
+    pub state: TrialState,
+    /// Whether a worker may claim it (pending, or ended within its retries).
+    pub claimable: bool,
+    /// Index on the size axis.
+    pub size_index: i64,
+    /// Planned or reported training FLOPs (0 when unknown).
+    pub flops: f64,
+    /// Seconds it trained, once ended.
+    pub wall_seconds: Option<f64>,
+    /// Last step a running trial reported.
+    pub progress_step: Option<i64>,
+    /// Planned steps.
+    pub steps: i64,
+}
+
 /// A trial the reaper returned to the claimable states.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reaped {
@@ -210,93 +414,6 @@ fn eligible(t: &str, s: &str) -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `location`: a `postgres://` URL, a `sqlite:` URL,
-    /// or a file path for SQLite. Runs the migrations.
-    pub async fn open(location: &str) -> Result<Store, StoreError> {
-        let store = Self::connect(location, false).await?;
-        if store.backend == Backend::Sqlite {
-            // WAL lets readers (status, query) run while workers write; it persists in the file.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&store.pool)
-                .await?;
-            SQLITE_MIGRATIONS.run(&store.pool).await?;
-        } else {
-            POSTGRES_MIGRATIONS.run(&store.pool).await?;
-        }
-        Ok(store)
-    }
-
-    /// Opens an existing store read-only (SQLite `mode=ro`, PostgreSQL read-only
-    /// transactions): every statement that would write fails with the database's error.
-    pub async fn open_read_only(location: &str) -> Result<Store, StoreError> {
-        Self::connect(location, true).await
-    }
-
-    async fn connect(location: &str, read_only: bool) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (url, backend) =
-            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-                (location.to_string(), Backend::Postgres)
-            } else {
-                let path = location
-                    .strip_prefix("sqlite://")
-                    .or_else(|| location.strip_prefix("sqlite:"))
-                    .unwrap_or(location);
-                let path = path.split('?').next().unwrap_or(path);
-                if path.is_empty() {
-                    return Err(StoreError::Location("empty database path".into()));
-                }
-                if read_only {
-                    if !Path::new(path).exists() {
-                        return Err(StoreError::Location(format!("no database at {path}")));
-                    }
-                } else if path != ":memory:" {
-                    if let Some(dir) = Path::new(path)
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                    {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            StoreError::Location(format!("cannot create {}: {e}", dir.display()))
-                        })?;
-                    }
-                }
-                let mode = if read_only { "ro" } else { "rwc" };
-                (format!("sqlite://{path}?mode={mode}"), Backend::Sqlite)
-            };
-        let options = AnyConnectOptions::from_str(&url)?;
-        let url_for_store = url.clone();
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(60))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            conn.execute("PRAGMA busy_timeout = 30000").await?;
-                            if !read_only {
-                                conn.execute("PRAGMA foreign_keys = ON").await?;
-                                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            }
-                        }
-                        Backend::Postgres if read_only => {
-                            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                                .await?;
-                        }
-                        Backend::Postgres => {}
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Store {
-            pool,
-            backend,
-            url: url_for_store,
-            read_only,
-        })
-    }
-
     /// The database behind the store.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -323,6 +440,7 @@ impl Store {
         yaml: &str,
         source_path: Option<&str>,
     ) -> Result<i64, StoreError> {
+        self.check_file()?;
         let spec_json =
             serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let t = now();
@@ -360,6 +478,7 @@ impl Store {
         trials: &[TrialSpec],
         is_member: &dyn Fn(&Job) -> bool,
     ) -> Result<SyncReport, StoreError> {
+        self.check_file()?;
         let mut tx = self.pool.begin().await?;
         let stored: Vec<(String, String)> =
             sqlx::query("SELECT key, config_json FROM trials WHERE sweep_id = $1")
@@ -581,6 +700,33 @@ impl Store {
         Ok((row.try_get("total")?, row.try_get("remaining")?))
     }
 
+    /// What a progress estimate needs of every active trial of the sweep.
+    pub async fn work(&self, sweep_id: i64) -> Result<Vec<WorkRow>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT t.state, CASE WHEN {} THEN 1 ELSE 0 END AS claimable, t.size_index, \
+                    t.flops, t.wall_seconds, t.progress_step, t.steps \
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE t.sweep_id = $1 AND t.active = 1",
+            eligible("t", "s")
+        )))
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkRow {
+                    state: TrialState::parse(&r.try_get::<String, _>("state")?)?,
+                    claimable: r.try_get::<i64, _>("claimable")? != 0,
+                    size_index: r.try_get("size_index")?,
+                    flops: r.try_get::<Option<f64>, _>("flops")?.unwrap_or(0.0),
+                    wall_seconds: r.try_get("wall_seconds")?,
+                    progress_step: r.try_get("progress_step")?,
+                    steps: r.try_get("steps")?,
+                })
+            })
+            .collect()
+    }
+
     /// The evaluation points of a trial's current attempt.
     pub async fn metrics(&self, trial_id: i64) -> Result<Vec<MetricRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
@@ -680,6 +826,7 @@ impl Store {
 
     /// Stores a fit; returns its id.
     pub async fn save_fit(&self, fit: &NewFit) -> Result<i64, StoreError> {
+        self.check_file()?;
         let row = sqlx::query(
             "INSERT INTO fits (sweep_id, source, method, filter_json, inputs_json, result_json, \
                                n_points, bootstrap, seed, created_at) \
@@ -953,6 +1100,7 @@ impl Store {
         slurm_job: Option<&str>,
         only: Option<i64>,
     ) -> Result<Option<Claimed>, StoreError> {
+        self.check_file()?;
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE OF t SKIP LOCKED",
@@ -1053,6 +1201,7 @@ impl Store {
         step: u64,
         loss: Option<f64>,
     ) -> Result<bool, StoreError> {
+        self.check_file()?;
         let done = sqlx::query(
             "UPDATE trials SET heartbeat_at = $4, progress_step = $5, progress_loss = $6 \
              WHERE id = $1 AND state = 'running' AND attempts = $2 AND worker = $3",
@@ -1093,21 +1242,36 @@ impl Store {
 
     /// Stores evaluation points of the claimed attempt, each with a JSON object of further
     /// metrics. A point whose step is stored already is merged into it: values given now
-    /// replace stored ones, missing ones keep them.
+    /// replace stored ones, missing ones keep them. Points go in multi-row statements of up to
+    /// [`ROWS_PER_INSERT`] (one transaction), so that a trainer's 200 000 points take seconds,
+    /// not minutes.
     pub async fn upsert_metrics(
         &self,
         c: &Claimed,
         points: &[(MetricRow, Option<String>)],
     ) -> Result<(), StoreError> {
+        self.upsert_metrics_by(c, points, ROWS_PER_INSERT).await
+    }
+
+    /// [`Store::upsert_metrics`] with `rows` points per statement (for the benchmark that
+    /// compares batch sizes).
+    #[doc(hidden)]
+    pub async fn upsert_metrics_by(
+        &self,
+        c: &Claimed,
+        points: &[(MetricRow, Option<String>)],
+        rows: usize,
+    ) -> Result<(), StoreError> {
         if points.is_empty() {
             return Ok(());
         }
+        const COLUMNS: usize = 11;
         let mut tx = self.pool.begin().await?;
-        for (m, extra) in points {
-            sqlx::query(
+        for chunk in distinct_step_chunks(points, rows.clamp(1, ROWS_PER_INSERT)) {
+            let sql = format!(
                 "INSERT INTO metrics (trial_id, attempt, step, examples, flops, lr, train_loss, \
                                       val_loss, val_accuracy, wall_seconds, extra) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 VALUES {} \
                  ON CONFLICT (trial_id, attempt, step) DO UPDATE SET \
                      examples = excluded.examples, flops = excluded.flops, lr = excluded.lr, \
                      train_loss = COALESCE(excluded.train_loss, metrics.train_loss), \
@@ -1115,47 +1279,53 @@ impl Store {
                      val_accuracy = COALESCE(excluded.val_accuracy, metrics.val_accuracy), \
                      wall_seconds = excluded.wall_seconds, \
                      extra = COALESCE(excluded.extra, metrics.extra)",
-            )
-            .bind(c.trial_id)
-            .bind(c.attempt)
-            .bind(m.step)
-            .bind(m.examples)
-            .bind(m.flops)
-            .bind(m.lr)
-            .bind(finite(m.train_loss))
-            .bind(finite(m.val_loss))
-            .bind(finite(m.val_accuracy))
-            .bind(m.wall_seconds)
-            .bind(extra.as_deref())
+                placeholders(self.backend, chunk.len(), COLUMNS)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (m, extra) in chunk {
+                q = q
+                    .bind(c.trial_id)
+                    .bind(c.attempt)
+                    .bind(m.step)
+                    .bind(m.examples)
+                    .bind(m.flops)
+                    .bind(m.lr)
+                    .bind(finite(m.train_loss))
+                    .bind(finite(m.val_loss))
+                    .bind(finite(m.val_accuracy))
+                    .bind(m.wall_seconds)
+                    .bind(extra.as_deref());
+            }
             // Not cached: through the Any driver a parameter bound as NULL in one execution
             // and as a number in another breaks PostgreSQL's cached statement ("incorrect
             // binary data format in bind parameter").
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?;
+            q.persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Appends lines to the claimed attempt's log.
+    /// Appends lines to the claimed attempt's log (multi-row statements, one transaction).
     pub async fn add_logs(&self, c: &Claimed, lines: &[LogLine]) -> Result<(), StoreError> {
         if lines.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for l in lines {
-            sqlx::query(
-                "INSERT INTO trial_logs (trial_id, attempt, stream, line, at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(c.trial_id)
-            .bind(c.attempt)
-            .bind(l.stream)
-            .bind(&l.line)
-            .bind(l.at)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in lines.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO trial_logs (trial_id, attempt, stream, line, at) VALUES {}",
+                placeholders(self.backend, chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for l in chunk {
+                q = q
+                    .bind(c.trial_id)
+                    .bind(c.attempt)
+                    .bind(l.stream)
+                    .bind(&l.line)
+                    .bind(l.at);
+            }
+            q.persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1238,6 +1408,7 @@ impl Store {
         f: &Finish,
         clean_interrupt: bool,
     ) -> Result<bool, StoreError> {
+        self.check_file()?;
         let t = now();
         let refund = i64::from(clean_interrupt);
         let mut tx = self.pool.begin().await?;

@@ -6,6 +6,7 @@
 //! store's claim query from the sweep's retry limits; this module never parses YAML.
 
 pub mod adaptive;
+pub mod progress;
 
 use serde::Serialize;
 use slaw_train::config::Precision;
@@ -111,6 +112,8 @@ pub struct SweepStatus {
     pub total_flops: f64,
     /// FLOPs still to run.
     pub remaining_flops: f64,
+    /// Progress and time left at the current number of running trials.
+    pub progress: progress::Progress,
     /// The Slurm job arrays submitted for the sweep, oldest first.
     pub slurm_jobs: Vec<SlurmJobRow>,
     /// The Slurm array tasks (`JOBID_TASK`) of the running trials' workers.
@@ -122,6 +125,13 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
     let trials = store.trials(sweep.id).await?;
     let counts = store.counts(sweep.id).await?;
     let (total_flops, remaining_flops) = store.flops_remaining(sweep.id).await?;
+    let work: Vec<progress::TrialWork> = store
+        .work(sweep.id)
+        .await?
+        .iter()
+        .map(progress::TrialWork::from)
+        .collect();
+    let progress = progress::estimate(&work, counts.running);
     let mut best_per_size: Vec<TrialRow> = Vec::new();
     for t in trials.iter().filter(|t| t.state == TrialState::Completed) {
         let Some(loss) = t.final_val_loss else {
@@ -174,6 +184,7 @@ pub async fn status(store: &Store, sweep: &SweepRow) -> Result<SweepStatus, Swee
         failed,
         total_flops,
         remaining_flops,
+        progress,
         slurm_jobs: store.slurm_jobs(sweep.id).await?,
         slurm_tasks,
     })
