@@ -98,11 +98,15 @@ impl Tail {
         }
         self.offset += bytes.len() as u64;
         self.partial.extend_from_slice(&bytes);
+        // One pass over the buffer, one move of the unfinished rest (draining line by line
+        // from the front was quadratic: 200 000 lines read at once took 26 s).
         let mut lines = Vec::new();
-        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=i).collect();
-            lines.push(text(&line));
+        let mut start = 0;
+        while let Some(i) = self.partial[start..].iter().position(|&b| b == b'\n') {
+            lines.push(text(&self.partial[start..=start + i]));
+            start += i + 1;
         }
+        self.partial.drain(..start);
         lines
     }
 

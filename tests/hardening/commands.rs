@@ -87,7 +87,20 @@ async fn a_flood_of_points_is_stored_and_not_timed_out() {
             "execution: {timeout: 12s}\n",
         ),
     );
-    let out = sb.run(&["run", file.to_str().unwrap(), "--no-progress", "--no-fit"]);
+    // The program writes 200 000 points into $SLAW_METRICS and exits in a fraction of a second;
+    // its time limit (12 s) and its worker's lease (20 s) must both survive slaw reading and
+    // storing them (slaw used to take 26 s to read such a file, and then stored 3 500 points
+    // per second).
+    let out = sb.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--no-progress",
+        "--no-fit",
+        "--lease-seconds",
+        "20",
+        "--heartbeat-seconds",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let trials = sb.trials("flood").await;
     assert_eq!(

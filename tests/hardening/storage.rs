@@ -212,7 +212,10 @@ async fn a_full_disk_stops_the_run_and_keeps_what_was_committed() {
     let (code, out) = finish(child);
     disk.free();
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("disk is full"), "{out}");
+    // The run itself says so (not only a worker's line) and stops at once, without starting
+    // more workers into the full disk.
+    assert!(out.contains("slaw: the database's disk is full"), "{out}");
+    assert!(!out.contains("worker processes in a row"), "{out}");
     assert!(!out.contains("stored as fits"), "{out}");
     // Committed trials are intact, and the database is sound.
     if let Err(e) = Store::open_read_only(&db.display().to_string()).await {
