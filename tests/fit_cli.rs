@@ -21,7 +21,8 @@ fn porian_csv(sb: &Sandbox, name: &str, lo: f64, hi: f64) -> std::path::PathBuf 
         col("t_opt"),
         col("loss_opt"),
     );
-    let mut out = String::from("n,t,c,loss\n");
+    let sd = col("n_star_std");
+    let mut out = String::from("n,t,c,loss,w\n");
     let mut rows = 0;
     for r in reader.records() {
         let r = r.unwrap();
@@ -32,7 +33,9 @@ fn porian_csv(sb: &Sandbox, name: &str, lo: f64, hi: f64) -> std::path::PathBuf 
         if flops < lo || flops > hi {
             continue;
         }
-        out.push_str(&format!("{},{},{},{}\n", &r[n], &r[t], &r[c], &r[l]));
+        // Porian's weights: 1/σ² of log n* over their bootstrap.
+        let w = 1.0 / r[sd].parse::<f64>().unwrap().powi(2);
+        out.push_str(&format!("{},{},{},{},{w}\n", &r[n], &r[t], &r[c], &r[l]));
         rows += 1;
     }
     assert!(rows >= 6, "{rows} rows");
@@ -84,10 +87,13 @@ fn imported_porian_optima_reproduce_the_published_laws() {
     );
     let sat = &v["report"]["frontier"]["fit"]["saturating"];
     let (e, alpha, a) = (
-        sat["e"].as_f64().unwrap().exp(),
+        sat["E"].as_f64().unwrap(),
         sat["alpha"].as_f64().unwrap(),
-        sat["a"].as_f64().unwrap().exp(),
+        sat["A"].as_f64().unwrap(),
     );
+    // The logs are named as such, beside the values.
+    assert!((sat["log_e"].as_f64().unwrap().exp() - e).abs() < 1e-12);
+    assert!(sat.get("e").is_none(), "{sat}");
     assert!((e - 2.0056).abs() < 1e-3, "E {e}");
     assert!((alpha - 0.10597).abs() < 1e-3, "alpha {alpha}");
     assert!((a / 128.93 - 1.0).abs() < 0.01, "A {a}");
@@ -215,7 +221,115 @@ fn fit_and_predict_a_sweep_trained_by_slaw() {
         .unwrap()
         .iter()
         .any(|n| n.as_str().unwrap().contains("extrapolation")));
+    // It says so: a newer fit left a size out, and `--fit` picks it.
+    let notes = p["notes"].as_array().unwrap();
+    let hint = notes
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.contains("was made without d"))
+        .unwrap_or_else(|| panic!("{p}"));
+    let id: i64 = hint
+        .split("`--fit ")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap();
+    let out = sb.run(&[
+        "predict",
+        "--fit",
+        &id.to_string(),
+        "--params",
+        "2k",
+        "--epochs",
+        "8",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in q["fits"].as_array().unwrap() {
+        assert_eq!(f["excluded_sizes"], serde_json::json!(["d"]), "{q}");
+    }
+    assert_ne!(q["loss"][0]["value"], p["loss"][0]["value"]);
+    let out = sb.run(&[
+        "predict",
+        "--fit",
+        "99999",
+        "--params",
+        "2k",
+        "--examples",
+        "1k",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = sb.run(&["predict", "--sweep", "f", "--params", "2k"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a budget"));
+}
+
+#[test]
+fn weighted_imports_reach_porians_wls_and_name_their_file_canonically() {
+    let sb = Sandbox::new();
+    let all = porian_csv(&sb, "all.csv", 0.0, f64::INFINITY);
+    let v = fit_json(
+        &sb,
+        &[
+            "--import",
+            all.to_str().unwrap(),
+            "--columns",
+            "n=n,d=t,c=c,loss=loss,weight=w",
+            "--method",
+            "frontier",
+        ],
+    );
+    let a = v["report"]["frontier"]["params_law"]["b"].as_f64().unwrap();
+    assert!(
+        (a - 0.496895).abs() < 5e-6,
+        "weighted N* exponent {a} vs Porian's WLS 0.496895"
+    );
+    // The fit is stored under the file's canonical path: `./all.csv` from the sandbox finds it.
+    let out = sb.run(&[
+        "predict",
+        "--import",
+        "./all.csv",
+        "--flops",
+        "1e20",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fits = p["fits"].as_array().unwrap();
+    assert_eq!(fits.len(), 1, "{p}");
+    assert_eq!(fits[0]["method"], "frontier");
+    // A file that changed since it was fitted is named.
+    let text_now = std::fs::read_to_string(&all).unwrap();
+    std::fs::write(&all, format!("{text_now}\n")).unwrap();
+    let out = sb.run(&["predict", "--import", "all.csv", "--flops", "1e20"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("changed since it was fitted"), "{shown}");
+    assert!(shown.contains("from stored fits"), "{shown}");
+}
+
+#[test]
+fn losses_must_be_positive_for_every_method() {
+    let sb = Sandbox::new();
+    let csv = sb.write(
+        "zero.csv",
+        "n,d,loss\n1e6,1e8,3.0\n2e6,1e8,2.9\n4e6,1e8,0\n8e6,1e8,2.7\n",
+    );
+    for method in ["frontier", "isoflop", "parametric", "all"] {
+        let out = sb.run(&[
+            "fit",
+            "--import",
+            csv.to_str().unwrap(),
+            "--columns",
+            "n=n,d=d,loss=loss",
+            "--method",
+            method,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{method}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("zero.csv:4: loss 0 is not positive"),
+            "{method}: {}",
+            text(&out)
+        );
+    }
 }

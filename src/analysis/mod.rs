@@ -7,14 +7,15 @@
 pub mod laws;
 pub mod observations;
 pub mod predict;
+pub mod stored;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::store::{NewFit, Store, StoreError};
-use laws::{FitConfig, FitReport, Method};
+use crate::store::StoreError;
+use laws::{FitConfig, FitReport};
 use observations::Observations;
 use predict::Estimate;
+pub use stored::{load_report, save};
 
 /// Errors of the analysis layer.
 #[derive(Debug, thiserror::Error)]
@@ -28,132 +29,6 @@ pub enum AnalysisError {
     /// Nothing has been fitted for the source yet.
     #[error("no fits stored for {0}: run `slaw fit` first")]
     NoFits(String),
-}
-
-const METHODS: [&str; 4] = ["lr", "frontier", "isoflop", "parametric"];
-
-fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-/// Stores every fitted method of `report` (one row per method); returns their ids.
-pub async fn save(
-    store: &Store,
-    obs: &Observations,
-    report: &FitReport,
-    config: &FitConfig,
-) -> Result<Vec<i64>, AnalysisError> {
-    let filter = json!({
-        "params_count": report.params_count,
-        "excluded_sizes": report.excluded_sizes,
-        "level": config.level,
-        "runs": "completed trials (final validation loss) and diverged trials (as too-high rates)",
-        "examples": "examples seen (images for the ViT)",
-    });
-    let inputs: Vec<serde_json::Value> = obs
-        .without_sizes(&report.excluded_sizes)
-        .runs
-        .iter()
-        .map(|r| {
-            json!({"id": r.id, "size": r.size, "params": r.params, "examples": r.examples,
-                   "flops": r.flops, "lr": r.lr, "loss": r.loss})
-        })
-        .collect();
-    let mut ids = Vec::new();
-    let methods: [(&str, Option<serde_json::Value>); 4] = [
-        ("lr", fitted_json(&report.lr)),
-        ("frontier", fitted_json(&report.frontier)),
-        ("isoflop", fitted_json(&report.isoflop)),
-        ("parametric", fitted_json(&report.parametric)),
-    ];
-    for (method, result) in methods {
-        let Some(result) = result else { continue };
-        ids.push(
-            store
-                .save_fit(&NewFit {
-                    sweep_id: obs.sweep_id,
-                    source: report.source.clone(),
-                    method: method.to_string(),
-                    filter: json!({"method": method, "filter": filter, "examples_per_epoch": report.examples_per_epoch}),
-                    inputs: serde_json::Value::Array(inputs.clone()),
-                    result,
-                    n_points: report.runs,
-                    bootstrap: config.bootstrap,
-                    seed: config.seed,
-                })
-                .await?,
-        );
-    }
-    Ok(ids)
-}
-
-fn fitted_json<T: Serialize>(m: &Option<Method<T>>) -> Option<serde_json::Value> {
-    m.as_ref().and_then(|m| m.fitted()).map(to_json)
-}
-
-/// The latest stored fit of every method for `source` that left no size out, as a report.
-pub async fn load_report(store: &Store, source: &str) -> Result<FitReport, AnalysisError> {
-    let mut report = FitReport {
-        source: source.to_string(),
-        params_count: observations::ParamsCount::Total,
-        runs: 0,
-        excluded_sizes: Vec::new(),
-        examples_per_epoch: None,
-        lr: None,
-        frontier: None,
-        isoflop: None,
-        parametric: None,
-    };
-    let mut found = false;
-    for method in METHODS {
-        let rows = store.fits(source, method).await?;
-        let Some(row) = rows.into_iter().find(|r| {
-            r.filter["filter"]["excluded_sizes"]
-                .as_array()
-                .is_none_or(|a| a.is_empty())
-        }) else {
-            continue;
-        };
-        found = true;
-        report.runs = row.n_points as usize;
-        if let Some(pc) = row.filter["filter"].get("params_count") {
-            report.params_count = serde_json::from_value(pc.clone()).unwrap_or(report.params_count);
-        }
-        report.examples_per_epoch = row.filter["examples_per_epoch"].as_f64();
-        let corrupt = |e: serde_json::Error| {
-            AnalysisError::Store(StoreError::Corrupt(format!(
-                "fit {} ({method}): {e}",
-                row.id
-            )))
-        };
-        let result = row.result.clone();
-        match method {
-            "lr" => {
-                report.lr = Some(Method::Fitted(
-                    serde_json::from_value(result).map_err(corrupt)?,
-                ))
-            }
-            "frontier" => {
-                report.frontier = Some(Method::Fitted(
-                    serde_json::from_value(result).map_err(corrupt)?,
-                ))
-            }
-            "isoflop" => {
-                report.isoflop = Some(Method::Fitted(
-                    serde_json::from_value(result).map_err(corrupt)?,
-                ))
-            }
-            _ => {
-                report.parametric = Some(Method::Fitted(
-                    serde_json::from_value(result).map_err(corrupt)?,
-                ))
-            }
-        }
-    }
-    if !found {
-        return Err(AnalysisError::NoFits(source.to_string()));
-    }
-    Ok(report)
 }
 
 /// One budget of a held-out size: what the laws fitted without it predicted, and what it gave.

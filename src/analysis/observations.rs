@@ -40,6 +40,10 @@ pub struct Run {
     pub loss: Option<f64>,
     /// Evaluation points `(FLOPs so far, validation loss)`; for a CSV row, its final point.
     pub curve: Vec<(f64, f64)>,
+    /// Weight in the least-squares fits (a CSV file's `weight=` column, e.g. 1/σ² of a
+    /// published optimum); `None` is 1.
+    #[serde(default)]
+    pub weight: Option<f64>,
 }
 
 /// The runs of one source.
@@ -59,6 +63,12 @@ pub struct Observations {
     pub loss_name: Option<String>,
     /// The runs.
     pub runs: Vec<Run>,
+    /// SHA-256 of an imported file's bytes, so that a fit names exactly what it fitted.
+    #[serde(default)]
+    pub source_hash: Option<String>,
+    /// Runs left out while reading, and why (said, never silently dropped).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Observations {
@@ -123,7 +133,8 @@ pub async fn from_sweep(
             curves.entry(trial).or_default().push((m.flops, loss));
         }
     }
-    let runs = store
+    let mut notes = Vec::new();
+    let runs: Vec<Run> = store
         .trials(sweep.id)
         .await?
         .into_iter()
@@ -149,7 +160,20 @@ pub async fn from_sweep(
                 lr: Some(t.lr),
                 loss,
                 curve: curves.remove(&t.id).unwrap_or_default(),
+                weight: None,
             }
+        })
+        .filter(|r| {
+            // Every law is fitted in log space: a loss of 0 or less has no logarithm.
+            let bad = r.loss.is_some_and(|l| l <= 0.0);
+            if bad {
+                notes.push(format!(
+                    "trial {} left out: its final loss {} is not positive (the laws are fitted to log L)",
+                    r.id,
+                    r.loss.unwrap_or(0.0)
+                ));
+            }
+            !bad
         })
         .collect();
     Ok(Observations {
@@ -159,6 +183,8 @@ pub async fn from_sweep(
         examples_per_epoch: spec.examples_per_epoch(),
         loss_name: spec.loss_name().map(str::to_string),
         runs,
+        source_hash: None,
+        notes,
     })
 }
 
@@ -177,17 +203,21 @@ pub struct Columns {
     pub lr: Option<String>,
     /// Column of a size label.
     pub size: Option<String>,
+    /// Column of each run's weight in the least-squares fits.
+    #[serde(default)]
+    pub weight: Option<String>,
 }
 
 impl Columns {
-    /// Parses `n=Model Size,c=Training FLOP,loss=loss` (keys: n, d, c, loss, lr, size).
+    /// Parses `n=Model Size,c=Training FLOP,loss=loss` (keys: n, d, c, loss, lr, size,
+    /// weight).
     pub fn parse(text: &str) -> Result<Columns, AnalysisError> {
         let mut cols = Columns::default();
         let mut loss = None;
         for part in text.split(',').filter(|p| !p.trim().is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| {
                 AnalysisError::Input(format!(
-                    "--columns: {part:?} is not key=column (keys: n, d, c, loss, lr, size)"
+                    "--columns: {part:?} is not key=column (keys: n, d, c, loss, lr, size, weight)"
                 ))
             })?;
             let value = Some(value.trim().to_string());
@@ -198,9 +228,10 @@ impl Columns {
                 "loss" => loss = value,
                 "lr" => cols.lr = value,
                 "size" => cols.size = value,
+                "weight" => cols.weight = value,
                 other => {
                     return Err(AnalysisError::Input(format!(
-                        "--columns: unknown key {other:?} (keys: n, d, c, loss, lr, size)"
+                        "--columns: unknown key {other:?} (keys: n, d, c, loss, lr, size, weight)"
                     )))
                 }
             }
@@ -245,6 +276,7 @@ pub fn from_csv(path: &Path, columns: &Columns) -> Result<Observations, Analysis
     let (ni, di, ci) = (index(&columns.n)?, index(&columns.d)?, index(&columns.c)?);
     let li = index(&Some(columns.loss.clone()))?.unwrap_or(0);
     let (lri, si) = (index(&columns.lr)?, index(&columns.size)?);
+    let wi = index(&columns.weight)?;
     let mut runs = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let line = row + 2;
@@ -283,6 +315,20 @@ pub fn from_csv(path: &Path, columns: &Columns) -> Result<Observations, Analysis
             )));
         }
         let loss = number(Some(li), "loss")?.filter(|l| l.is_finite());
+        if let Some(l) = loss.filter(|l| *l <= 0.0) {
+            return Err(AnalysisError::Input(format!(
+                "{}:{line}: loss {l} is not positive (the laws are fitted to log L; leave the \
+                 field empty for a diverged run)",
+                path.display()
+            )));
+        }
+        let weight = number(wi, "weight")?;
+        if let Some(w) = weight.filter(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(AnalysisError::Input(format!(
+                "{}:{line}: weight {w} must be a positive number",
+                path.display()
+            )));
+        }
         let size = si
             .and_then(|i| record.get(i))
             .map(str::to_string)
@@ -297,17 +343,36 @@ pub fn from_csv(path: &Path, columns: &Columns) -> Result<Observations, Analysis
             lr: number(lri, "lr")?,
             loss,
             curve: loss.map(|l| vec![(c, l)]).unwrap_or_default(),
+            weight,
         });
     }
     if runs.is_empty() {
         return Err(AnalysisError::Input(format!("{}: no rows", path.display())));
     }
+    let (source, hash) = csv_source(path)?;
     Ok(Observations {
-        source: format!("csv:{}", path.display()),
+        source,
         sweep_id: None,
         params_count: ParamsCount::Total,
         examples_per_epoch: None,
         loss_name: None,
         runs,
+        source_hash: Some(hash),
+        notes: Vec::new(),
     })
+}
+
+/// The source name of an imported file (`csv:` and its canonical path, so that `./runs.csv`
+/// and `runs.csv` name one source) and the SHA-256 of its bytes.
+pub fn csv_source(path: &Path) -> Result<(String, String), AnalysisError> {
+    use sha2::{Digest, Sha256};
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| AnalysisError::Input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(&canonical)
+        .map_err(|e| AnalysisError::Input(format!("cannot read {}: {e}", path.display())))?;
+    Ok((
+        format!("csv:{}", canonical.display()),
+        format!("{:x}", Sha256::digest(bytes)),
+    ))
 }

@@ -40,6 +40,9 @@ pub struct Prediction {
     pub examples_star: Vec<Estimate>,
     /// Laws that were not available, and why.
     pub notes: Vec<String>,
+    /// The stored fits the laws come from.
+    #[serde(default)]
+    pub fits: Vec<super::stored::StoredFit>,
 }
 
 fn estimate(
@@ -133,6 +136,7 @@ pub fn at_size(report: &FitReport, n: f64, d: f64) -> Prediction {
     let mut p = Prediction {
         params: Some(n),
         examples: Some(d),
+        fits: report.stored.clone(),
         ..Prediction::default()
     };
     range_notes(report, n, d, &mut p);
@@ -159,6 +163,7 @@ pub fn at_size(report: &FitReport, n: f64, d: f64) -> Prediction {
 pub fn at_compute(report: &FitReport, c: f64) -> Prediction {
     let mut p = Prediction {
         flops: Some(c),
+        fits: report.stored.clone(),
         ..Prediction::default()
     };
     if let Some(f) = report.frontier.as_ref().and_then(|m| m.fitted()) {

@@ -300,6 +300,10 @@ struct PredictArgs {
     /// Use the laws fitted on this CSV file by `slaw fit --import`.
     #[arg(long)]
     import: Option<PathBuf>,
+    /// Use the stored fit with this id and the other methods fitted with it (default: the
+    /// latest fit of the sweep or file that left no size out).
+    #[arg(long)]
+    fit: Option<i64>,
     /// Model size N (SI suffixes allowed: 350M, 1.2G).
     #[arg(long, value_parser = parse_si, required_unless_present = "flops")]
     params: Option<f64>,
@@ -1079,18 +1083,34 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
 }
 
 async fn predict(args: PredictArgs) -> Result<ExitCode> {
+    use crate::analysis::stored;
     use crate::analysis::{self, predict};
     let store = open_reader(&args.db.db).await?;
-    let (source, per_epoch) = match &args.import {
-        Some(path) => (format!("csv:{}", path.display()), None),
+    let (source, per_epoch, file_hash) = match &args.import {
+        Some(path) => {
+            let (source, hash) = analysis::observations::csv_source(path)?;
+            (source, None, Some(hash))
+        }
+        None if args.fit.is_some() && args.sweep.is_none() => (String::new(), None, None),
         None => {
             let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
             let per_epoch = sweep.spec()?.examples_per_epoch();
-            (format!("sweep:{}", sweep.name), per_epoch)
+            (format!("sweep:{}", sweep.name), per_epoch, None)
         }
     };
-    let report = analysis::load_report(&store, &source).await?;
-    let prediction = match (args.flops, args.params) {
+    let report = match args.fit {
+        Some(id) => {
+            let report = stored::load_batch(&store, id).await?;
+            if !source.is_empty() && report.source != source {
+                invalid!("--fit {id} is a fit of {}, not of {source}", report.source);
+            }
+            report
+        }
+        None => analysis::load_report(&store, &source).await?,
+    };
+    let per_epoch = per_epoch.or(report.examples_per_epoch);
+    let notes = stored::provenance_notes(&store, &report, file_hash.as_deref()).await?;
+    let mut prediction = match (args.flops, args.params) {
         (Some(c), _) => predict::at_compute(&report, c),
         (None, Some(n)) => {
             let d = match (args.examples, args.epochs) {
@@ -1107,6 +1127,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
         }
         (None, None) => invalid!("give --params N with --epochs/--examples, or --flops C"),
     };
+    prediction.notes.extend(notes);
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&prediction)?);
     } else {

@@ -106,8 +106,10 @@ impl Default for ParametricOptions {
     }
 }
 
-/// A fitted `L(N, D) = e^e + e^a/N^α + e^b/D^β`.
+/// A fitted `L(N, D) = e^e + e^a/N^α + e^b/D^β`. In JSON the logs are `log_e`, `log_a`,
+/// `log_b`, with `E`, `A`, `B` beside them (written, not read: they follow from the logs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ParametricLawJson", from = "ParametricLawJson")]
 pub struct ParametricLaw {
     /// `log E`.
     pub e: f64,
@@ -199,6 +201,66 @@ impl ParametricLaw {
 
     fn vector(&self) -> [f64; 5] {
         [self.e, self.a, self.b, self.alpha, self.beta]
+    }
+}
+
+/// [`ParametricLaw`] as stored and printed: logs named as such, the amplitudes beside them.
+/// Fits stored before the rename (`e`, `a`, `b`) are still read.
+#[derive(Serialize, Deserialize)]
+#[allow(non_snake_case)]
+struct ParametricLawJson {
+    #[serde(alias = "e")]
+    log_e: f64,
+    #[serde(alias = "a")]
+    log_a: f64,
+    #[serde(alias = "b")]
+    log_b: f64,
+    #[serde(default)]
+    E: Option<f64>,
+    #[serde(default)]
+    A: Option<f64>,
+    #[serde(default)]
+    B: Option<f64>,
+    alpha: f64,
+    beta: f64,
+    objective: f64,
+    n: usize,
+    starts: usize,
+    converged_starts: usize,
+}
+
+impl From<ParametricLaw> for ParametricLawJson {
+    fn from(l: ParametricLaw) -> Self {
+        ParametricLawJson {
+            log_e: l.e,
+            log_a: l.a,
+            log_b: l.b,
+            E: Some(l.e.exp()).filter(|v| v.is_finite()),
+            A: Some(l.a.exp()).filter(|v| v.is_finite()),
+            B: Some(l.b.exp()).filter(|v| v.is_finite()),
+            alpha: l.alpha,
+            beta: l.beta,
+            objective: l.objective,
+            n: l.n,
+            starts: l.starts,
+            converged_starts: l.converged_starts,
+        }
+    }
+}
+
+impl From<ParametricLawJson> for ParametricLaw {
+    fn from(j: ParametricLawJson) -> Self {
+        ParametricLaw {
+            e: j.log_e,
+            a: j.log_a,
+            b: j.log_b,
+            alpha: j.alpha,
+            beta: j.beta,
+            objective: j.objective,
+            n: j.n,
+            starts: j.starts,
+            converged_starts: j.converged_starts,
+        }
     }
 }
 

@@ -51,8 +51,10 @@ impl Default for SaturatingOptions {
     }
 }
 
-/// A fitted `L(C) = e^e + e^a·C^(−α)`.
+/// A fitted `L(C) = e^e + e^a·C^(−α)`. In JSON the logs are `log_e`, `log_a`, with `E`, `A`
+/// beside them (written, not read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "SaturatingLawJson", from = "SaturatingLawJson")]
 pub struct SaturatingLaw {
     /// `log E`, the log of the irreducible loss.
     pub e: f64,
@@ -70,6 +72,58 @@ pub struct SaturatingLaw {
     pub starts: usize,
     /// Starts that converged (the candidates).
     pub converged_starts: usize,
+}
+
+/// [`SaturatingLaw`] as stored and printed; fits stored as `e`, `a` are still read.
+#[derive(Serialize, Deserialize)]
+#[allow(non_snake_case)]
+struct SaturatingLawJson {
+    #[serde(alias = "e")]
+    log_e: f64,
+    #[serde(alias = "a")]
+    log_a: f64,
+    #[serde(default)]
+    E: Option<f64>,
+    #[serde(default)]
+    A: Option<f64>,
+    alpha: f64,
+    objective: f64,
+    huber: f64,
+    n: usize,
+    starts: usize,
+    converged_starts: usize,
+}
+
+impl From<SaturatingLaw> for SaturatingLawJson {
+    fn from(l: SaturatingLaw) -> Self {
+        SaturatingLawJson {
+            log_e: l.e,
+            log_a: l.a,
+            E: Some(l.e.exp()).filter(|v| v.is_finite()),
+            A: Some(l.a.exp()).filter(|v| v.is_finite()),
+            alpha: l.alpha,
+            objective: l.objective,
+            huber: l.huber,
+            n: l.n,
+            starts: l.starts,
+            converged_starts: l.converged_starts,
+        }
+    }
+}
+
+impl From<SaturatingLawJson> for SaturatingLaw {
+    fn from(j: SaturatingLawJson) -> Self {
+        SaturatingLaw {
+            e: j.log_e,
+            a: j.log_a,
+            alpha: j.alpha,
+            objective: j.objective,
+            huber: j.huber,
+            n: j.n,
+            starts: j.starts,
+            converged_starts: j.converged_starts,
+        }
+    }
 }
 
 impl SaturatingLaw {

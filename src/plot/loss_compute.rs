@@ -119,8 +119,8 @@ impl LossVsCompute {
                     let samples = f.saturating_samples.as_ref();
                     let cols = samples.and_then(|s| {
                         Some((
-                            super::column(s, "e")?,
-                            super::column(s, "a")?,
+                            super::column(s, "log_e")?,
+                            super::column(s, "log_a")?,
                             super::column(s, "alpha")?,
                         ))
                     });

@@ -326,5 +326,12 @@ pub(crate) fn band_text(samples: Option<&crate::analysis::laws::Samples>) -> Str
 
 /// The column of a named coefficient in bootstrap samples.
 pub(crate) fn column(samples: &crate::analysis::laws::Samples, name: &str) -> Option<usize> {
-    samples.names.iter().position(|n| n == name)
+    // Logs were stored as `e`, `a`, `b` before they were named `log_e`, `log_a`, `log_b`.
+    let old = name
+        .strip_prefix("log_")
+        .filter(|n| ["e", "a", "b"].contains(n));
+    samples
+        .names
+        .iter()
+        .position(|n| n == name || Some(n.as_str()) == old)
 }

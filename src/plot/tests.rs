@@ -39,6 +39,7 @@ fn planted() -> Observations {
                     lr: Some(lr),
                     loss: Some((base(d) + penalty) * noise()),
                     curve,
+                    weight: None,
                 });
             }
             runs.push(Run {
@@ -54,6 +55,7 @@ fn planted() -> Observations {
                     (6.0 * n * d / 8.0, base(d / 8.0) * 1.5),
                     (6.0 * n * d / 4.0, f64::NAN),
                 ],
+                weight: None,
             });
         }
     }
@@ -64,6 +66,8 @@ fn planted() -> Observations {
         examples_per_epoch: Some(1e4),
         loss_name: Some("cross-entropy, nats".into()),
         runs,
+        source_hash: None,
+        notes: Vec::new(),
     }
 }
 

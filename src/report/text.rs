@@ -58,7 +58,7 @@ pub fn fit_summary(r: &FitReport) -> String {
                 "size", "params", "examples", "epochs", "rates", "best lr", "lr*", "loss*", "notes",
             ]);
             for c in &l.cells {
-                let (best, star, loss, notes) = match &c.optimum {
+                let (best, star, loss, mut notes) = match &c.optimum {
                     Some(o) => (
                         lr(o.best_lr),
                         lr(o.lr_star),
@@ -80,9 +80,18 @@ pub fn fit_summary(r: &FitReport) -> String {
                         "–".into(),
                         "–".into(),
                         "–".into(),
-                        "every rate diverged".into(),
+                        c.error
+                            .clone()
+                            .unwrap_or_else(|| "every rate diverged".into()),
                     ),
                 };
+                if c.seeds > 1 {
+                    let sd = c
+                        .seed_sd
+                        .map_or(String::new(), |s| format!(", seed sd {s:.4}"));
+                    let sep = if notes.is_empty() { "" } else { "; " };
+                    notes = format!("{notes}{sep}mean of {} seeds{sd}", c.seeds);
+                }
                 t.add_row(vec![
                     c.size.clone(),
                     si(c.params),
@@ -303,6 +312,26 @@ pub fn prediction(p: &Prediction) -> String {
         head.push(format!("C = {} FLOPs", si(c)));
     }
     out.push_str(&format!("prediction at {}\n", head.join(", ")));
+    if !p.fits.is_empty() {
+        let ids: Vec<String> = p
+            .fits
+            .iter()
+            .map(|f| format!("{} ({})", f.id, f.method))
+            .collect();
+        let when = p.fits.iter().map(|f| f.created_at).fold(0.0, f64::max);
+        let without = p
+            .fits
+            .iter()
+            .find(|f| !f.excluded_sizes.is_empty())
+            .map_or("all sizes".to_string(), |f| {
+                format!("fitted without {}", f.excluded_sizes.join(", "))
+            });
+        out.push_str(&format!(
+            "from stored fits {} of {} UTC, {without}\n",
+            ids.join(", "),
+            crate::report::utc(when)
+        ));
+    }
     let mut t: Table = table(&["quantity", "prediction [95 % interval]", "from"]);
     for e in &p.loss {
         t.add_row(vec![

@@ -860,6 +860,18 @@ impl Store {
         rows.iter().map(FitRow::from_row).collect()
     }
 
+    /// The stored fit with id `id`.
+    pub async fn fit(&self, id: i64) -> Result<Option<FitRow>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM fits WHERE id = $1",
+            FitRow::COLUMNS
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(FitRow::from_row).transpose()
+    }
+
     /// Every evaluation point of the active trials of a sweep (current attempts), by trial id.
     pub async fn sweep_metrics(&self, sweep_id: i64) -> Result<Vec<(i64, MetricRow)>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
