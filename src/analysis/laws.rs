@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::identify;
 use super::observations::{Observations, ParamsCount, Run};
 use crate::fit::{
     self, cell_optimum, compute_frontier, fit_frontier, fit_isoflop, fit_lr_params_budget_law,
@@ -49,25 +50,43 @@ impl Default for FitConfig {
     }
 }
 
-/// A method's outcome: its result, or why it could not be fitted.
+/// A method's outcome: its result, why it could not be fitted, or a result the data do not
+/// determine (kept, for the record, but never drawn or used for predictions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Method<T> {
-    /// Fitted.
+    /// Fitted, and identified by the data.
     Fitted(T),
     /// Not fitted, and why (too few points, a degenerate design, …).
     NotFitted {
         /// The reason.
         reason: String,
     },
+    /// Fitted, but the data do not identify it: too few distinct sizes or budgets, a sign or
+    /// range constraint broken, intervals of zero width.
+    NotIdentified {
+        /// The reason.
+        reason: String,
+        /// What the optimiser returned, for the record.
+        estimate: Box<T>,
+    },
 }
 
 impl<T> Method<T> {
-    /// The result, if fitted.
+    /// The result, if fitted and identified.
     pub fn fitted(&self) -> Option<&T> {
         match self {
             Method::Fitted(t) => Some(t),
-            Method::NotFitted { .. } => None,
+            Method::NotFitted { .. } | Method::NotIdentified { .. } => None,
+        }
+    }
+
+    /// Why there is no usable result: `not fitted: …` or `not identified: …`.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Method::Fitted(_) => None,
+            Method::NotFitted { reason } => Some(format!("not fitted: {reason}")),
+            Method::NotIdentified { reason, .. } => Some(format!("not identified: {reason}")),
         }
     }
 
@@ -75,6 +94,20 @@ impl<T> Method<T> {
         match result {
             Ok(t) => Method::Fitted(t),
             Err(reason) => Method::NotFitted { reason },
+        }
+    }
+
+    /// A fitted result that `check` finds not identified becomes [`Method::NotIdentified`].
+    fn identified(self, check: impl FnOnce(&T) -> Result<(), String>) -> Self {
+        match self {
+            Method::Fitted(t) => match check(&t) {
+                Ok(()) => Method::Fitted(t),
+                Err(reason) => Method::NotIdentified {
+                    reason,
+                    estimate: Box::new(t),
+                },
+            },
+            other => other,
         }
     }
 }
@@ -334,6 +367,12 @@ fn fit_lr(obs: &Observations, config: &FitConfig) -> Result<LrFit, String> {
             ]))
         })
     });
+    let sizes = identify::distinct(points.iter().map(|p| p.params));
+    let budgets = identify::distinct(points.iter().map(|p| p.budget));
+    let params_law =
+        params_law.identified(|_| identify::lr_law(sizes, None, params_samples.as_ref()));
+    let budget_law =
+        budget_law.identified(|_| identify::lr_law(sizes, Some(budgets), budget_samples.as_ref()));
     Ok(LrFit {
         cells,
         params_law,
@@ -364,6 +403,12 @@ pub struct FrontierReport {
     pub trials: usize,
     /// Trial keys of the frontier points, in order.
     pub frontier_trials: Vec<String>,
+    /// Distinct model sizes among the frontier's trials.
+    #[serde(default)]
+    pub frontier_sizes: usize,
+    /// Why the saturating law was left out, when it was fitted but not identified.
+    #[serde(default)]
+    pub saturating_note: Option<String>,
 }
 
 fn curve_points(runs: &[&Run]) -> Vec<CurvePoint> {
@@ -402,7 +447,7 @@ fn fit_frontier_report(obs: &Observations, config: &FitConfig) -> Result<Frontie
         )
     })
     .map_err(|e| e.to_string())?;
-    let front = &fit.frontier.points;
+    let front = fit.frontier.points.clone();
     let compute: Vec<f64> = front.iter().map(|p| p.compute).collect();
     let params: Vec<f64> = front
         .iter()
@@ -461,10 +506,26 @@ fn fit_frontier_report(obs: &Observations, config: &FitConfig) -> Result<Frontie
             ]))
         })
     });
-    let frontier_trials = front
+    let frontier_trials: Vec<String> = front
         .iter()
         .map(|p| runs[p.trial as usize].id.clone())
         .collect();
+    let frontier_sizes = identify::distinct(front.iter().map(|p| runs[p.trial as usize].params));
+    let mut fit = fit;
+    let mut saturating_samples = saturating_samples;
+    let mut saturating_note = None;
+    let min_loss = front.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
+    if let Some(Err(why)) = fit
+        .saturating
+        .as_ref()
+        .map(|s| identify::saturating(s, min_loss))
+    {
+        saturating_note = Some(format!("the saturating law is not identified: {why}"));
+        fit.saturating = None;
+        saturating_samples = None;
+    }
+    let params_law = params_law.identified(|_| identify::allocation(frontier_sizes, None));
+    let examples_law = examples_law.identified(|_| identify::allocation(frontier_sizes, None));
     Ok(FrontierReport {
         fit,
         power_samples,
@@ -473,6 +534,8 @@ fn fit_frontier_report(obs: &Observations, config: &FitConfig) -> Result<Frontie
         examples_law,
         trials: runs.len(),
         frontier_trials,
+        frontier_sizes,
+        saturating_note,
     })
 }
 
@@ -766,15 +829,24 @@ pub fn fit_all(obs: &Observations, excluded_sizes: &[String], config: &FitConfig
         excluded_sizes: excluded_sizes.to_vec(),
         examples_per_epoch: obs.examples_per_epoch,
         lr: config.lr.then(|| Method::from(fit_lr(&obs, config))),
-        frontier: config
-            .frontier
-            .then(|| Method::from(fit_frontier_report(&obs, config))),
-        isoflop: config
-            .isoflop
-            .then(|| Method::from(fit_isoflop_report(&obs, config))),
-        parametric: config
-            .parametric
-            .then(|| Method::from(fit_parametric_report(&obs, config))),
+        frontier: config.frontier.then(|| {
+            Method::from(fit_frontier_report(&obs, config)).identified(|f| {
+                let mut trials = f.frontier_trials.clone();
+                trials.sort();
+                trials.dedup();
+                identify::frontier(trials.len(), f.frontier_sizes, f.power_samples.as_ref())
+            })
+        }),
+        isoflop: config.isoflop.then(|| {
+            Method::from(fit_isoflop_report(&obs, config)).identified(|i| {
+                let vertices = i.fit.budgets.iter().filter(|b| b.is_valid()).count();
+                identify::allocation(vertices, i.samples.as_ref())
+            })
+        }),
+        parametric: config.parametric.then(|| {
+            Method::from(fit_parametric_report(&obs, config))
+                .identified(|p| identify::parametric(&p.law, &p.points, p.samples.as_ref()))
+        }),
         stored: Vec::new(),
     }
 }
@@ -1000,5 +1072,97 @@ mod tests {
         let report = fit_all(&obs, &[], &quick());
         assert!(matches!(report.parametric, Some(Method::NotFitted { .. })));
         assert!(matches!(report.isoflop, Some(Method::NotFitted { .. })));
+    }
+
+    fn reason<T>(m: &Option<Method<T>>) -> String {
+        match m {
+            Some(Method::NotIdentified { reason, .. }) => reason.clone(),
+            Some(Method::Fitted(_)) => "fitted".into(),
+            Some(Method::NotFitted { reason }) => format!("not fitted: {reason}"),
+            None => "absent".into(),
+        }
+    }
+
+    #[test]
+    fn laws_the_data_do_not_determine_are_not_identified() {
+        // Two model sizes: α, E and A cannot be told apart.
+        let mut two = planted();
+        two.runs.retain(|r| r.params <= 3e4);
+        let r = fit_all(&two, &[], &quick());
+        assert!(
+            reason(&r.parametric).contains("2 distinct model sizes"),
+            "{}",
+            reason(&r.parametric)
+        );
+        assert!(r.parametric.as_ref().unwrap().fitted().is_none());
+        // One budget (eight sizes): β and B are free.
+        let mut one = planted();
+        one.runs.retain(|r| r.examples == 3e4);
+        let extra: Vec<Run> = one
+            .runs
+            .iter()
+            .map(|r| {
+                let mut c = r.clone();
+                c.params *= 1.7;
+                c.flops *= 1.7;
+                c.id = format!("{}-x", r.id);
+                c.loss = r.loss.map(|l| l * 0.98);
+                c
+            })
+            .collect();
+        one.runs.extend(extra);
+        let r = fit_all(&one, &[], &quick());
+        assert!(
+            reason(&r.parametric).contains("1 distinct budgets"),
+            "{}",
+            reason(&r.parametric)
+        );
+        // One completed trial: its learning curve is not a frontier.
+        let mut single = planted();
+        single.runs.truncate(1);
+        let r = fit_all(&single, &[], &quick());
+        assert!(
+            reason(&r.frontier).contains("1 trial(s)"),
+            "{}",
+            reason(&r.frontier)
+        );
+        // The full planted sweep is identified everywhere.
+        let r = fit_all(&planted(), &[], &quick());
+        for problem in [
+            r.parametric.as_ref().unwrap().problem(),
+            r.frontier.as_ref().unwrap().problem(),
+            r.isoflop.as_ref().unwrap().problem(),
+            r.lr.as_ref().unwrap().problem(),
+        ] {
+            assert_eq!(problem, None);
+        }
+    }
+
+    #[test]
+    fn predictions_refuse_laws_that_are_not_identified() {
+        let mut two = planted();
+        two.runs.retain(|r| r.params <= 3e4);
+        let r = fit_all(&two, &[], &quick());
+        let e = crate::analysis::predict::at_size(&r, 1e6, 1e5).unwrap_err();
+        assert!(e.contains("parametric law is not identified"), "{e}");
+        let mut single = planted();
+        single.runs.truncate(1);
+        let r = fit_all(&single, &[], &quick());
+        assert!(crate::analysis::predict::at_compute(&r, 1e12).is_err());
+        // A power law without a floor, a hundred times past the data: said.
+        let r = fit_all(&planted(), &[], &quick());
+        let c_max = 6.0 * 1e6 * 3e5;
+        let p = crate::analysis::predict::at_compute(&r, 100.0 * c_max).unwrap();
+        assert!(
+            p.notes.iter().any(|n| n.contains("has no floor")),
+            "{:?}",
+            p.notes
+        );
+        let p = crate::analysis::predict::at_compute(&r, c_max).unwrap();
+        assert!(
+            !p.notes.iter().any(|n| n.contains("has no floor")),
+            "{:?}",
+            p.notes
+        );
     }
 }

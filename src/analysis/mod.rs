@@ -4,6 +4,7 @@
 //!
 //! The statistics live in [`crate::fit`]; this module decides which runs feed which fit.
 
+pub mod identify;
 pub mod laws;
 pub mod observations;
 pub mod predict;
@@ -85,7 +86,7 @@ pub fn backtest(obs: &Observations, report: &FitReport, size: &str) -> Vec<Backt
         .iter()
         .map(|cell| {
             let (n, d) = (cell[0].params, cell[0].examples);
-            let p = predict::at_size(report, n, d);
+            let p = predict::at_size_or_note(report, n, d);
             let lr_cell = cells.iter().find(|c| c.params == n && c.examples == d);
             BacktestRow {
                 epochs: cell[0].epochs,

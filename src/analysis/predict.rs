@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::laws::{FitReport, Samples};
+use super::laws::{FitReport, Method, Samples};
 use crate::fit::ParametricLaw;
 
 /// A predicted value with its interval and the law it came from.
@@ -131,8 +131,38 @@ fn range_notes(report: &FitReport, n: f64, d: f64, p: &mut Prediction) {
     }
 }
 
-/// Loss and optimal learning rate of a model of `n` parameters trained on `d` examples.
-pub fn at_size(report: &FitReport, n: f64, d: f64) -> Prediction {
+/// Why a prediction cannot be made: every law it needs is not identified (or not fitted).
+fn refuse(what: &str, laws: &[(&str, Option<String>)]) -> Result<(), String> {
+    let reasons: Vec<String> = laws
+        .iter()
+        .filter_map(|(name, p)| p.as_ref().map(|p| format!("the {name} law is {p}")))
+        .collect();
+    Err(format!(
+        "no {what} can be predicted: {}",
+        reasons.join("; ")
+    ))
+}
+
+/// Loss and optimal learning rate of a model of `n` parameters trained on `d` examples. An
+/// error when the parametric law the loss needs is not identified by the data.
+pub fn at_size(report: &FitReport, n: f64, d: f64) -> Result<Prediction, String> {
+    if let Some(m @ Method::NotIdentified { .. }) = &report.parametric {
+        refuse("loss", &[("parametric", m.problem())])?;
+    }
+    Ok(at_size_unchecked(report, n, d))
+}
+
+/// [`at_size`], with a refusal as the prediction's only note (for tables that list many cells).
+pub fn at_size_or_note(report: &FitReport, n: f64, d: f64) -> Prediction {
+    at_size(report, n, d).unwrap_or_else(|why| Prediction {
+        params: Some(n),
+        examples: Some(d),
+        notes: vec![why],
+        ..Prediction::default()
+    })
+}
+
+fn at_size_unchecked(report: &FitReport, n: f64, d: f64) -> Prediction {
     let mut p = Prediction {
         params: Some(n),
         examples: Some(d),
@@ -159,8 +189,79 @@ pub fn at_size(report: &FitReport, n: f64, d: f64) -> Prediction {
 }
 
 /// The frontier's loss, the compute-optimal N and D, and the optimal learning rate there, for
-/// a budget of `c` training FLOPs.
-pub fn at_compute(report: &FitReport, c: f64) -> Prediction {
+/// a budget of `c` training FLOPs. An error when none of the laws is identified; laws that are
+/// not are named in the notes, and a law without a floor extrapolated past a decade is said.
+pub fn at_compute(report: &FitReport, c: f64) -> Result<Prediction, String> {
+    let laws = [
+        (
+            "frontier",
+            report.frontier.as_ref().and_then(Method::problem),
+        ),
+        ("IsoFLOP", report.isoflop.as_ref().and_then(Method::problem)),
+        (
+            "parametric",
+            report.parametric.as_ref().and_then(Method::problem),
+        ),
+    ];
+    let usable = report
+        .frontier
+        .as_ref()
+        .is_some_and(|m| m.fitted().is_some())
+        || report
+            .isoflop
+            .as_ref()
+            .is_some_and(|m| m.fitted().is_some())
+        || report
+            .parametric
+            .as_ref()
+            .is_some_and(|m| m.fitted().is_some());
+    if !usable {
+        refuse("compute-optimal allocation or loss", &laws)?;
+    }
+    let mut p = at_compute_unchecked(report, c);
+    for (name, problem) in laws {
+        if let Some(problem) = problem.filter(|p| p.starts_with("not identified")) {
+            p.notes
+                .push(format!("the {name} law is {problem}; it is not used"));
+        }
+    }
+    extrapolation_notes(report, c, &mut p);
+    Ok(p)
+}
+
+/// Notes when `c` lies more than a decade beyond the compute the laws were fitted on: the
+/// frontier's pure power law has no floor and runs below any saturating law, and N*(C) laws are
+/// straight lines in log–log space.
+fn extrapolation_notes(report: &FitReport, c: f64, p: &mut Prediction) {
+    let Some(f) = report.frontier.as_ref().and_then(|m| m.fitted()) else {
+        return;
+    };
+    let c_max = f
+        .fit
+        .frontier
+        .points
+        .iter()
+        .map(|q| q.compute)
+        .fold(0.0, f64::max);
+    if c_max <= 0.0 || c <= 10.0 * c_max {
+        return;
+    }
+    let ratio = c / c_max;
+    if f.fit.power_law.is_some() {
+        p.notes.push(format!(
+            "C is {ratio:.0}× the largest compute fitted: the frontier's L = a·C^b has no floor \
+             and keeps falling; E + A·C^−α (when fitted) is the one to trust this far out"
+        ));
+    }
+    if !p.params_star.is_empty() {
+        p.notes.push(format!(
+            "the compute-optimal N and D are straight-line laws extrapolated {ratio:.0}× past \
+             the largest compute fitted"
+        ));
+    }
+}
+
+fn at_compute_unchecked(report: &FitReport, c: f64) -> Prediction {
     let mut p = Prediction {
         flops: Some(c),
         fits: report.stored.clone(),

@@ -115,8 +115,32 @@ pub async fn save(
     Ok(ids)
 }
 
+/// What is stored of a method: a fitted law as itself, a law the data do not identify with its
+/// reason (`{"status": "not-identified", "reason", "estimate"}`); nothing for a method that
+/// could not be fitted at all.
 fn fitted_json<T: Serialize>(m: &Option<Method<T>>) -> Option<serde_json::Value> {
-    m.as_ref().and_then(|m| m.fitted()).map(to_json)
+    match m.as_ref()? {
+        Method::Fitted(t) => Some(to_json(t)),
+        Method::NotIdentified { reason, estimate } => Some(json!({
+            "status": "not-identified",
+            "reason": reason,
+            "estimate": to_json(estimate),
+        })),
+        Method::NotFitted { .. } => None,
+    }
+}
+
+/// A stored result as a method: fitted, or not identified (with its reason).
+fn method_of<T: serde::de::DeserializeOwned>(
+    result: serde_json::Value,
+) -> Result<Method<T>, serde_json::Error> {
+    if result["status"] == "not-identified" {
+        return Ok(Method::NotIdentified {
+            reason: result["reason"].as_str().unwrap_or_default().to_string(),
+            estimate: Box::new(serde_json::from_value(result["estimate"].clone())?),
+        });
+    }
+    Ok(Method::Fitted(serde_json::from_value(result)?))
 }
 
 fn empty_report(source: &str) -> FitReport {
@@ -150,26 +174,10 @@ fn add_row(report: &mut FitReport, row: &FitRow) -> Result<(), AnalysisError> {
     };
     let result = row.result.clone();
     match row.method.as_str() {
-        "lr" => {
-            report.lr = Some(Method::Fitted(
-                serde_json::from_value(result).map_err(corrupt)?,
-            ))
-        }
-        "frontier" => {
-            report.frontier = Some(Method::Fitted(
-                serde_json::from_value(result).map_err(corrupt)?,
-            ))
-        }
-        "isoflop" => {
-            report.isoflop = Some(Method::Fitted(
-                serde_json::from_value(result).map_err(corrupt)?,
-            ))
-        }
-        _ => {
-            report.parametric = Some(Method::Fitted(
-                serde_json::from_value(result).map_err(corrupt)?,
-            ))
-        }
+        "lr" => report.lr = Some(method_of(result).map_err(corrupt)?),
+        "frontier" => report.frontier = Some(method_of(result).map_err(corrupt)?),
+        "isoflop" => report.isoflop = Some(method_of(result).map_err(corrupt)?),
+        _ => report.parametric = Some(method_of(result).map_err(corrupt)?),
     }
     report.stored.push(StoredFit::of(row));
     Ok(())

@@ -1111,7 +1111,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
     let per_epoch = per_epoch.or(report.examples_per_epoch);
     let notes = stored::provenance_notes(&store, &report, file_hash.as_deref()).await?;
     let mut prediction = match (args.flops, args.params) {
-        (Some(c), _) => predict::at_compute(&report, c),
+        (Some(c), _) => predict::at_compute(&report, c).map_err(exit::Invalid)?,
         (None, Some(n)) => {
             let d = match (args.examples, args.epochs) {
                 (Some(d), _) => d,
@@ -1123,7 +1123,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
                 }
                 (None, None) => invalid!("--params needs a budget: --epochs E or --examples D"),
             };
-            predict::at_size(&report, n, d)
+            predict::at_size(&report, n, d).map_err(exit::Invalid)?
         }
         (None, None) => invalid!("give --params N with --epochs/--examples, or --flops C"),
     };

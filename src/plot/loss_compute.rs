@@ -162,8 +162,8 @@ impl LossVsCompute {
                     });
                 }
             }
-        } else if let Some(Method::NotFitted { reason }) = &report.frontier {
-            note = format!(" · frontier not fitted: {reason}");
+        } else if let Some(problem) = report.frontier.as_ref().and_then(Method::problem) {
+            note = format!(" · frontier {problem}");
         }
 
         // The x axis runs from the first curve point to the end of the extrapolation.

@@ -175,7 +175,7 @@ impl LrVsSize {
                     }
                 }
             }
-            Method::NotFitted { reason } => note = format!(" · law not fitted: {reason}"),
+            other => note = format!(" · law {}", other.problem().unwrap_or_default()),
         }
 
         let x_values = points

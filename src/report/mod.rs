@@ -125,7 +125,7 @@ fn predictions(input: &ReportInput<'_>, report: &FitReport) -> String {
     let mut rows = String::new();
     let mut notes = Vec::new();
     for (epochs, d) in budgets {
-        let p = predict::at_size(report, n, d);
+        let p = predict::at_size_or_note(report, n, d);
         rows.push_str(&format!(
             "<tr><td>{epochs}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             si(d),

@@ -25,10 +25,7 @@ fn t_interval(fit: &LinearFit, i: usize, digits: usize) -> String {
 }
 
 fn not_fitted<T>(m: &Method<T>) -> Option<String> {
-    match m {
-        Method::Fitted(_) => None,
-        Method::NotFitted { reason } => Some(format!("  not fitted: {reason}\n")),
-    }
+    m.problem().map(|p| format!("  {p}\n"))
 }
 
 /// `slaw fit`'s summary.
@@ -121,7 +118,10 @@ pub fn fit_summary(r: &FitReport) -> String {
                     law.fit.r2,
                     law.fit.n
                 )),
-                Method::NotFitted { reason } => out.push_str(&format!("  log η* on log N: not fitted: {reason}\n")),
+                other => out.push_str(&format!(
+                    "  log η* on log N: {}\n",
+                    other.problem().unwrap_or_default()
+                )),
             }
             match &l.budget_law {
                 Method::Fitted(law) => out.push_str(&format!(
@@ -136,9 +136,10 @@ pub fn fit_summary(r: &FitReport) -> String {
                     law.fit.r2,
                     law.fit.n
                 )),
-                Method::NotFitted { reason } => {
-                    out.push_str(&format!("  log η* on log N and log D: not fitted: {reason}\n"))
-                }
+                other => out.push_str(&format!(
+                    "  log η* on log N and log D: {}\n",
+                    other.problem().unwrap_or_default()
+                )),
             }
         }
     }
@@ -185,11 +186,18 @@ pub fn fit_summary(r: &FitReport) -> String {
                     sig(s.amplitude())
                 ));
             }
-            if let Method::Fitted(p) = &f.params_law {
-                out.push_str(&format!(
+            if let Some(note) = &f.saturating_note {
+                out.push_str(&format!("  {note}\n"));
+            }
+            match &f.params_law {
+                Method::Fitted(p) => out.push_str(&format!(
                     "  N*(C) = a·C^b        b = {:.4} (t: {:.4}, {:.4}) over the frontier's trials\n",
                     p.b, p.ci_b.0, p.ci_b.1
-                ));
+                )),
+                other => out.push_str(&format!(
+                    "  N*(C): {}\n",
+                    other.problem().unwrap_or_default()
+                )),
             }
             if let Method::Fitted(p) = &f.examples_law {
                 out.push_str(&format!(
