@@ -306,3 +306,80 @@ fn porian_saturating_loss_law_reproduces_the_published_fit() {
     );
     assert_eq!(law.converged_starts, law.starts);
 }
+
+/// Issue 22, item 1: fitted on Epoch's Chinchilla points below 2e9 parameters, slaw predicts
+/// the 52 larger runs. The interval of the law's mean holds 17 of them; the prediction interval
+/// of one new run (the bootstrap plus the runs' scatter around the law) holds 44 (85 %). The 8
+/// it misses are mostly under-trained 1.1-1.6e10 models whose loss is 2-4 % above the law: the
+/// law's own error 6-8× past the fitted sizes, which no interval built from the fitted points
+/// can know. Asserted: at least 80 %.
+#[test]
+fn epoch_chinchilla_prediction_intervals_hold_the_larger_runs() {
+    use slaw::analysis::laws::{fit_all, FitConfig};
+    use slaw::analysis::observations::{Observations, ParamsCount, Run};
+    use slaw::analysis::predict;
+    let Some(points) = epoch_points() else { return };
+    let run = |i: usize, p: &ParametricPoint| Run {
+        id: i.to_string(),
+        size: format!("{:.4e}", p.params),
+        params: p.params,
+        examples: p.examples,
+        epochs: None,
+        flops: 6.0 * p.params * p.examples,
+        lr: None,
+        loss: Some(p.loss),
+        curve: vec![(6.0 * p.params * p.examples, p.loss)],
+        weight: None,
+    };
+    let (small, large): (Vec<_>, Vec<_>) = points.iter().partition(|p| p.params < 2e9);
+    let obs = Observations {
+        source: "epoch below 2e9".into(),
+        sweep_id: None,
+        params_count: ParamsCount::Total,
+        examples_per_epoch: None,
+        loss_name: None,
+        runs: small.iter().enumerate().map(|(i, p)| run(i, p)).collect(),
+        source_hash: None,
+        notes: Vec::new(),
+    };
+    let config = FitConfig {
+        lr: false,
+        frontier: false,
+        isoflop: false,
+        bootstrap: 300,
+        ..FitConfig::default()
+    };
+    let report = fit_all(&obs, &[], &config);
+    let (mut mean_hits, mut pred_hits, mut abs_err) = (0, 0, 0.0);
+    for p in &large {
+        let pred = predict::at_size(&report, p.params, p.examples).expect("identified");
+        let e = &pred.loss[0];
+        abs_err += (e.value / p.loss - 1.0).abs();
+        if e.lo.unwrap() <= p.loss && p.loss <= e.hi.unwrap() {
+            mean_hits += 1;
+        }
+        if e.pred_lo.unwrap() <= p.loss && p.loss <= e.pred_hi.unwrap() {
+            pred_hits += 1;
+        } else {
+            println!(
+                "  outside: N = {:.3e}, D = {:.3e}, loss {:.4}, predicted {:.4} [{:.4}, {:.4}]",
+                p.params,
+                p.examples,
+                p.loss,
+                e.value,
+                e.pred_lo.unwrap(),
+                e.pred_hi.unwrap()
+            );
+        }
+    }
+    let n = large.len();
+    println!(
+        "Epoch, fitted below 2e9 ({} points), {n} larger runs: mean |error| {:.2} %, \
+         interval of the mean holds {mean_hits}, prediction interval holds {pred_hits}",
+        small.len(),
+        100.0 * abs_err / n as f64
+    );
+    assert_eq!(n, 52);
+    assert!(pred_hits * 100 >= 80 * n, "{pred_hits} of {n}");
+    assert!(pred_hits > mean_hits);
+}

@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::frontier_report::fit_frontier_report;
+pub use super::frontier_report::FrontierReport;
 use super::identify;
+use super::isoflop_report::fit_isoflop_report;
+pub use super::isoflop_report::IsoFlopReport;
 use super::observations::{Observations, ParamsCount, Run};
 use crate::fit::{
-    self, cell_optimum, compute_frontier, fit_frontier, fit_isoflop, fit_lr_params_budget_law,
-    fit_lr_params_law, fit_parametric, fit_saturating, isoflop_vertices, percentile_interval,
-    power_law, resample_fits, BootstrapInterval, BootstrapOptions, BudgetGrouping, CellFlag,
-    CellOptimum, CurvePoint, FitResult, FrontierFit, FrontierModel, IsoFlopFit, IsoFlopPoint,
-    LrParamsBudgetLaw, LrParamsLaw, LrPoint, LrTrial, ParametricGrid, ParametricLaw,
-    ParametricOptions, ParametricPoint, PowerLaw, SaturatingGrid, SaturatingOptions,
+    self, cell_optimum, fit_lr_params_budget_law, fit_lr_params_law, fit_parametric,
+    percentile_interval, resample_fits, BootstrapInterval, BootstrapOptions, CellFlag, CellOptimum,
+    FitResult, IsoFlopPoint, LrParamsBudgetLaw, LrParamsLaw, LrPoint, LrTrial, ParametricGrid,
+    ParametricLaw, ParametricOptions, ParametricPoint,
 };
 
 /// Which methods to run and how.
@@ -90,7 +92,7 @@ impl<T> Method<T> {
         }
     }
 
-    fn from(result: Result<T, String>) -> Self {
+    pub(super) fn from(result: Result<T, String>) -> Self {
         match result {
             Ok(t) => Method::Fitted(t),
             Err(reason) => Method::NotFitted { reason },
@@ -98,7 +100,7 @@ impl<T> Method<T> {
     }
 
     /// A fitted result that `check` finds not identified becomes [`Method::NotIdentified`].
-    fn identified(self, check: impl FnOnce(&T) -> Result<(), String>) -> Self {
+    pub(super) fn identified(self, check: impl FnOnce(&T) -> Result<(), String>) -> Self {
         match self {
             Method::Fitted(t) => match check(&t) {
                 Ok(()) => Method::Fitted(t),
@@ -132,7 +134,7 @@ pub struct Samples {
 }
 
 impl Samples {
-    fn collect(
+    pub(super) fn collect(
         outputs: Vec<fit::bootstrap::ResampleOutput>,
         opts: &BootstrapOptions,
     ) -> Option<Self> {
@@ -177,7 +179,7 @@ impl Samples {
     }
 }
 
-fn bootstrap_options(config: &FitConfig) -> BootstrapOptions {
+pub(super) fn bootstrap_options(config: &FitConfig) -> BootstrapOptions {
     BootstrapOptions {
         resamples: config.bootstrap,
         seed: config.seed,
@@ -186,7 +188,7 @@ fn bootstrap_options(config: &FitConfig) -> BootstrapOptions {
     }
 }
 
-fn resample<F>(n: usize, config: &FitConfig, fit: F) -> Option<Samples>
+pub(super) fn resample<F>(n: usize, config: &FitConfig, fit: F) -> Option<Samples>
 where
     F: Fn(&[usize]) -> FitResult<Vec<(String, f64)>> + Sync,
 {
@@ -198,7 +200,20 @@ where
     Samples::collect(outputs, &opts)
 }
 
-fn named(values: &[(&str, f64)]) -> Vec<(String, f64)> {
+/// A perturbation bootstrap over `config.bootstrap` resamples (see [`fit::replicate_fits`]).
+pub(super) fn replicate<F>(config: &FitConfig, fit: F) -> Option<Samples>
+where
+    F: Fn(&mut rand_chacha::ChaCha8Rng) -> FitResult<Vec<(String, f64)>> + Sync,
+{
+    if config.bootstrap == 0 {
+        return None;
+    }
+    let opts = bootstrap_options(config);
+    let outputs = fit::replicate_fits(&opts, fit).ok()?;
+    Samples::collect(outputs, &opts)
+}
+
+pub(super) fn named(values: &[(&str, f64)]) -> Vec<(String, f64)> {
     values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
 }
 
@@ -243,7 +258,7 @@ fn one() -> usize {
 /// (seeds, or a rate written at two roundings); its loss is the mean of its finite losses, or
 /// diverged when at least half of its runs diverged. Returns the trials, the most runs of one
 /// rate and the pooled standard deviation between them.
-fn merge_rates(cell: &[&Run]) -> (Vec<LrTrial>, usize, Option<f64>) {
+pub(super) fn merge_rates(cell: &[&Run]) -> (Vec<LrTrial>, usize, Option<f64>) {
     let mut by_rate: BTreeMap<String, (f64, Vec<Option<f64>>)> = BTreeMap::new();
     for r in cell {
         let Some(lr) = r.lr else { continue };
@@ -383,188 +398,14 @@ fn fit_lr(obs: &Observations, config: &FitConfig) -> Result<LrFit, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The compute frontier
+// The best run of each cell
 // ---------------------------------------------------------------------------------------------
-
-/// The frontier, its laws and the compute-optimal size along it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FrontierReport {
-    /// The envelope with `L = a·C^b` and `L = E + A·C^(−α)` fitted to it.
-    pub fit: FrontierFit,
-    /// Bootstrap samples of the power law (`log_a`, `b`), resampling trials.
-    pub power_samples: Option<Samples>,
-    /// Bootstrap samples of the saturating law (`log_e`, `log_a`, `alpha`).
-    pub saturating_samples: Option<Samples>,
-    /// N of the trial on the frontier against C: N*(C) = a·C^b.
-    pub params_law: Method<PowerLaw>,
-    /// Examples seen at the frontier point against C: D*(C) = a·C^b.
-    pub examples_law: Method<PowerLaw>,
-    /// Trials whose curves were used.
-    pub trials: usize,
-    /// Trial keys of the frontier points, in order.
-    pub frontier_trials: Vec<String>,
-    /// Distinct model sizes among the frontier's trials.
-    #[serde(default)]
-    pub frontier_sizes: usize,
-    /// Why the saturating law was left out, when it was fitted but not identified.
-    #[serde(default)]
-    pub saturating_note: Option<String>,
-}
-
-fn curve_points(runs: &[&Run]) -> Vec<CurvePoint> {
-    runs.iter()
-        .enumerate()
-        .flat_map(|(i, r)| {
-            r.curve.iter().map(move |&(c, l)| CurvePoint {
-                trial: i as i64,
-                compute: c,
-                loss: l,
-            })
-        })
-        .collect()
-}
-
-fn fit_frontier_report(obs: &Observations, config: &FitConfig) -> Result<FrontierReport, String> {
-    let runs: Vec<&Run> = obs
-        .runs
-        .iter()
-        .filter(|r| r.loss.is_some() && !r.curve.is_empty())
-        .collect();
-    let points = curve_points(&runs);
-    let fit = fit_frontier(
-        &points,
-        FrontierModel::Both,
-        config.level,
-        &SaturatingOptions::default(),
-    )
-    .or_else(|_| {
-        // Too few frontier points for the saturating law: keep the power law.
-        fit_frontier(
-            &points,
-            FrontierModel::PowerLaw,
-            config.level,
-            &SaturatingOptions::default(),
-        )
-    })
-    .map_err(|e| e.to_string())?;
-    let front = fit.frontier.points.clone();
-    let compute: Vec<f64> = front.iter().map(|p| p.compute).collect();
-    let params: Vec<f64> = front
-        .iter()
-        .map(|p| runs[p.trial as usize].params)
-        .collect();
-    let examples: Vec<f64> = front
-        .iter()
-        .map(|p| {
-            let r = runs[p.trial as usize];
-            p.compute * r.examples / r.flops
-        })
-        .collect();
-    // Weighted least squares when the runs carry weights (an imported `weight=` column).
-    let weights: Option<Vec<f64>> = front
-        .iter()
-        .any(|p| runs[p.trial as usize].weight.is_some())
-        .then(|| {
-            front
-                .iter()
-                .map(|p| runs[p.trial as usize].weight.unwrap_or(1.0))
-                .collect()
-        });
-    let weights = weights.as_deref();
-    let params_law = Method::from(
-        power_law(&compute, &params, weights, config.level).map_err(|e| e.to_string()),
-    );
-    let examples_law = Method::from(
-        power_law(&compute, &examples, weights, config.level).map_err(|e| e.to_string()),
-    );
-
-    let power_samples = fit.power_law.as_ref().and_then(|_| {
-        resample(runs.len(), config, |idx| {
-            let chosen: Vec<&Run> = idx.iter().map(|&i| runs[i]).collect();
-            let f = compute_frontier(&curve_points(&chosen))?;
-            let law = power_law(&f.compute(), &f.loss(), None, config.level)?;
-            Ok(named(&[("log_a", law.log_a), ("b", law.b)]))
-        })
-    });
-    let saturating_samples = fit.saturating.as_ref().and_then(|sat| {
-        let options = SaturatingOptions {
-            grid: SaturatingGrid {
-                alpha: vec![sat.alpha],
-                e: vec![sat.e],
-                a: vec![sat.a],
-            },
-            ..SaturatingOptions::default()
-        };
-        resample(runs.len(), config, |idx| {
-            let chosen: Vec<&Run> = idx.iter().map(|&i| runs[i]).collect();
-            let f = compute_frontier(&curve_points(&chosen))?;
-            let law = fit_saturating(&f.compute(), &f.loss(), &options)?;
-            Ok(named(&[
-                ("log_e", law.e),
-                ("log_a", law.a),
-                ("alpha", law.alpha),
-            ]))
-        })
-    });
-    let frontier_trials: Vec<String> = front
-        .iter()
-        .map(|p| runs[p.trial as usize].id.clone())
-        .collect();
-    let frontier_sizes = identify::distinct(front.iter().map(|p| runs[p.trial as usize].params));
-    let mut fit = fit;
-    let mut saturating_samples = saturating_samples;
-    let mut saturating_note = None;
-    let min_loss = front.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
-    if let Some(Err(why)) = fit
-        .saturating
-        .as_ref()
-        .map(|s| identify::saturating(s, min_loss))
-    {
-        saturating_note = Some(format!("the saturating law is not identified: {why}"));
-        fit.saturating = None;
-        saturating_samples = None;
-    }
-    let params_law = params_law.identified(|_| identify::allocation(frontier_sizes, None));
-    let examples_law = examples_law.identified(|_| identify::allocation(frontier_sizes, None));
-    Ok(FrontierReport {
-        fit,
-        power_samples,
-        saturating_samples,
-        params_law,
-        examples_law,
-        trials: runs.len(),
-        frontier_trials,
-        frontier_sizes,
-        saturating_note,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// IsoFLOP profiles
-// ---------------------------------------------------------------------------------------------
-
-/// IsoFLOP vertices and the laws of N*(C), D*(C).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IsoFlopReport {
-    /// Per-budget parabolas and the laws on their valid vertices.
-    pub fit: IsoFlopFit,
-    /// True when the budgets were made by interpolating each size's best loss along its
-    /// budgets in log C (a sweep of sizes × epochs has no two sizes at equal compute).
-    pub interpolated: bool,
-    /// Bootstrap samples over the valid vertices (`params_log_a`, `params_b`, `examples_log_a`,
-    /// `examples_b`).
-    pub samples: Option<Samples>,
-    /// The points the parabolas were fitted to (interpolated ones when `interpolated`).
-    pub points: Vec<IsoFlopPoint>,
-    /// The budget of each point (`BudgetVertex::budget_id`).
-    pub budget_ids: Vec<u64>,
-}
 
 /// The best finite loss of each cell, as an IsoFLOP point.
 ///
 /// Seeds of one rate are averaged first ([`merge_rates`]): the minimum over seeds would be
 /// biased low. Runs without a learning rate (imported rows) are each their own point.
-fn best_points(obs: &Observations) -> Vec<IsoFlopPoint> {
+pub(super) fn best_points(obs: &Observations) -> Vec<IsoFlopPoint> {
     obs.cells()
         .iter()
         .filter_map(|cell| {
@@ -588,149 +429,6 @@ fn best_points(obs: &Observations) -> Vec<IsoFlopPoint> {
         .collect()
 }
 
-/// Budgets at equal compute made by interpolation: for targets log-spaced over the compute
-/// range, every size whose budgets bracket the target contributes its best loss interpolated
-/// linearly in (log C, log L); a target with fewer than three sizes is dropped.
-fn interpolated_budgets(points: &[IsoFlopPoint]) -> (Vec<IsoFlopPoint>, Vec<u64>) {
-    let mut by_size: BTreeMap<u64, Vec<IsoFlopPoint>> = BTreeMap::new();
-    for p in points {
-        by_size.entry(p.params.to_bits()).or_default().push(*p);
-    }
-    for v in by_size.values_mut() {
-        v.sort_by(|a, b| a.compute.total_cmp(&b.compute));
-    }
-    let (lo, hi) = points.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-        (lo.min(p.compute), hi.max(p.compute))
-    });
-    let targets = 12;
-    let (mut out, mut ids) = (Vec::new(), Vec::new());
-    for t in 0..targets {
-        let c = (lo.ln() + (hi.ln() - lo.ln()) * (t as f64 + 0.5) / targets as f64).exp();
-        let mut here = Vec::new();
-        for series in by_size.values() {
-            let Some(w) = series
-                .windows(2)
-                .find(|w| w[0].compute <= c && c <= w[1].compute)
-            else {
-                continue;
-            };
-            let (a, b) = (w[0], w[1]);
-            let f = (c.ln() - a.compute.ln())
-                / (b.compute.ln() - a.compute.ln()).max(f64::MIN_POSITIVE);
-            let loss = (a.loss.ln() + f * (b.loss.ln() - a.loss.ln())).exp();
-            let examples = c * a.examples / a.compute;
-            here.push(IsoFlopPoint {
-                params: a.params,
-                examples,
-                compute: c,
-                loss,
-            });
-        }
-        if here.len() >= 3 {
-            ids.extend(std::iter::repeat_n(t as u64, here.len()));
-            out.extend(here);
-        }
-    }
-    (out, ids)
-}
-
-/// Budget ids grouping points whose compute is within `tolerance` of the smallest compute of
-/// their budget (points sorted by compute open a new budget when they exceed it).
-fn tolerance_ids(points: &[IsoFlopPoint], tolerance: f64) -> Vec<u64> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by(|&a, &b| points[a].compute.total_cmp(&points[b].compute));
-    let mut ids = vec![0u64; points.len()];
-    let (mut id, mut first) = (0u64, None::<f64>);
-    for i in order {
-        let c = points[i].compute;
-        match first {
-            Some(f) if c <= f * (1.0 + tolerance) => {}
-            Some(_) => {
-                id += 1;
-                first = Some(c);
-            }
-            None => first = Some(c),
-        }
-        ids[i] = id;
-    }
-    ids
-}
-
-fn fit_isoflop_report(obs: &Observations, config: &FitConfig) -> Result<IsoFlopReport, String> {
-    let best = best_points(obs);
-    let direct_ids = tolerance_ids(&best, 0.05);
-    let direct_valid = isoflop_vertices(&best, &BudgetGrouping::Ids(direct_ids.clone()))
-        .map(|v| v.iter().filter(|b| b.is_valid()).count())
-        .unwrap_or(0);
-    let (points, budget_ids, interpolated) = if direct_valid >= 3 {
-        (best, direct_ids, false)
-    } else {
-        let (interp, ids) = interpolated_budgets(&best);
-        if interp.is_empty() {
-            return Err("no compute budget is shared by three model sizes".into());
-        }
-        (interp, ids, true)
-    };
-    let grouping = BudgetGrouping::Ids(budget_ids.clone());
-    let fit = fit_isoflop(&points, &grouping, config.level).map_err(|e| {
-        // Say why the budgets did not give vertices.
-        let grouped = isoflop_vertices(&points, &grouping);
-        match grouped {
-            Ok(budgets) => {
-                let mut why: BTreeMap<String, usize> = BTreeMap::new();
-                for b in &budgets {
-                    for f in &b.flags {
-                        *why.entry(f.to_string()).or_default() += 1;
-                    }
-                }
-                let reasons = if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; the others: {}",
-                        why.iter()
-                            .map(|(k, v)| format!("{k} ({v})"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                format!(
-                    "{e}; {} of {} budgets have a valid vertex{reasons}",
-                    budgets.iter().filter(|b| b.is_valid()).count(),
-                    budgets.len(),
-                )
-            }
-            Err(_) => e.to_string(),
-        }
-    })?;
-    let vertices: Vec<(f64, f64, f64)> = fit
-        .budgets
-        .iter()
-        .filter(|b| b.is_valid())
-        .filter_map(|b| Some((b.compute, b.params_star?, b.examples_star?)))
-        .collect();
-    let samples = resample(vertices.len(), config, |idx| {
-        let c: Vec<f64> = idx.iter().map(|&i| vertices[i].0).collect();
-        let n: Vec<f64> = idx.iter().map(|&i| vertices[i].1).collect();
-        let d: Vec<f64> = idx.iter().map(|&i| vertices[i].2).collect();
-        let pn = power_law(&c, &n, None, config.level)?;
-        let pd = power_law(&c, &d, None, config.level)?;
-        Ok(named(&[
-            ("params_log_a", pn.log_a),
-            ("params_b", pn.b),
-            ("examples_log_a", pd.log_a),
-            ("examples_b", pd.b),
-        ]))
-    });
-    Ok(IsoFlopReport {
-        fit,
-        interpolated,
-        samples,
-        points,
-        budget_ids,
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parametric L(N, D)
 // ---------------------------------------------------------------------------------------------
@@ -747,6 +445,37 @@ pub struct ParametricReport {
     pub flops_per_param_example: f64,
     /// The points fitted.
     pub points: Vec<ParametricPoint>,
+    /// The scatter of one run around the law: the standard deviation of log(loss/law) over the
+    /// points (n − 5 degrees of freedom), or the seeds' when they scatter more (the points
+    /// average seeds).
+    #[serde(default)]
+    pub run_scatter: Option<f64>,
+}
+
+impl ParametricReport {
+    /// The residual scatter of the points around `law` on the log scale.
+    fn residual_scatter(law: &ParametricLaw, points: &[ParametricPoint]) -> Option<f64> {
+        let dof = points.len().checked_sub(5).filter(|d| *d > 0)?;
+        let ss: f64 = points
+            .iter()
+            .map(|p| (p.loss / law.predict(p.params, p.examples)).ln().powi(2))
+            .sum();
+        Some((ss / dof as f64).sqrt()).filter(|s| s.is_finite())
+    }
+}
+
+/// The pooled relative spread between seeds of one rate, over every cell that has seeds.
+fn seed_scatter(obs: &Observations) -> Option<f64> {
+    let (mut ss, mut n) = (0.0, 0usize);
+    for cell in obs.cells() {
+        let (trials, seeds, sd) = merge_rates(&cell);
+        let mean = trials.iter().filter_map(|t| t.loss).fold(f64::INFINITY, f64::min);
+        if let (Some(sd), true) = (sd, seeds > 1 && mean.is_finite() && mean > 0.0) {
+            ss += (sd / mean).powi(2);
+            n += 1;
+        }
+    }
+    (n > 0).then(|| (ss / n as f64).sqrt())
 }
 
 fn fit_parametric_report(
@@ -781,11 +510,19 @@ fn fit_parametric_report(
             ("beta", l.beta),
         ]))
     });
+    let run_scatter = match (
+        ParametricReport::residual_scatter(&law, &points),
+        seed_scatter(obs),
+    ) {
+        (Some(r), Some(s)) => Some(r.max(s)),
+        (r, s) => r.or(s),
+    };
     Ok(ParametricReport {
         law,
         samples,
         flops_per_param_example: obs.flops_per_param_example(),
         points,
+        run_scatter,
     })
 }
 

@@ -4,11 +4,16 @@
 //!
 //! The statistics live in [`crate::fit`]; this module decides which runs feed which fit.
 
+pub mod frontier_report;
 pub mod identify;
+pub mod isoflop_report;
 pub mod laws;
 pub mod observations;
 pub mod predict;
 pub mod stored;
+
+#[cfg(test)]
+mod coverage;
 
 use serde::{Deserialize, Serialize};
 

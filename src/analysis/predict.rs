@@ -1,7 +1,8 @@
 //! Predictions from fitted laws: the loss and optimal learning rate of a model of N parameters
 //! trained on D examples, or, for a compute budget C, the frontier's loss and the compute-
 //! optimal N and D. Every value carries the percentile interval of the same quantity over the
-//! fit's bootstrap samples.
+//! fit's bootstrap samples (where the law's mean lies); every loss also carries a prediction
+//! interval (where one new run will land: the same samples with the runs' scatter added).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,13 @@ pub struct Estimate {
     pub hi: Option<f64>,
     /// Which law, e.g. `parametric L(N, D)`.
     pub method: String,
+    /// Lower end of the prediction interval of one new run: the law's bootstrap combined with
+    /// the scatter of single runs around it (losses only).
+    #[serde(default)]
+    pub pred_lo: Option<f64>,
+    /// Upper end of the prediction interval of one new run.
+    #[serde(default)]
+    pub pred_hi: Option<f64>,
 }
 
 /// What slaw predicts for a query.
@@ -57,7 +65,54 @@ fn estimate(
         lo: iv.as_ref().map(|i| i.lo),
         hi: iv.as_ref().map(|i| i.hi),
         method: method.to_string(),
+        pred_lo: None,
+        pred_hi: None,
     }
+}
+
+/// [`estimate`] of a loss, with the prediction interval of one new run: for every bootstrap
+/// row, the law's value times `exp(scatter·z)` (z a seeded standard normal draw), and the
+/// percentile interval of those.
+fn loss_estimate(
+    value: f64,
+    samples: Option<&Samples>,
+    f: impl Fn(&[f64]) -> f64,
+    method: &str,
+    scatter: Option<f64>,
+) -> Estimate {
+    use rand::SeedableRng;
+    let mut e = estimate(value, samples, &f, method);
+    let (Some(s), Some(scatter)) = (samples, scatter) else {
+        return e;
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x5ca7_7e5);
+    let draws: Vec<f64> = s
+        .values
+        .iter()
+        .map(|row| f(row) * (scatter * crate::fit::standard_normal(&mut rng)).exp())
+        .filter(|v| v.is_finite())
+        .collect();
+    if !draws.is_empty() {
+        let iv = crate::fit::percentile_interval(draws, s.level);
+        e.pred_lo = Some(iv.lo);
+        e.pred_hi = Some(iv.hi);
+    }
+    e
+}
+
+/// The scatter of one run around the laws: the parametric fit's, else the frontier power law's
+/// residuals.
+fn run_scatter(report: &FitReport) -> Option<f64> {
+    report
+        .parametric
+        .as_ref()
+        .and_then(|m| m.fitted())
+        .and_then(|p| p.run_scatter)
+        .or_else(|| {
+            let f = report.frontier.as_ref()?.fitted()?;
+            let pl = f.fit.power_law.as_ref()?;
+            Some(pl.residual_variance.sqrt())
+        })
 }
 
 fn law_of(row: &[f64], n: usize) -> ParametricLaw {
@@ -173,11 +228,12 @@ fn at_size_unchecked(report: &FitReport, n: f64, d: f64) -> Prediction {
     match report.parametric.as_ref().and_then(|m| m.fitted()) {
         Some(par) => {
             p.flops = Some(par.flops_per_param_example * n * d);
-            p.loss.push(estimate(
+            p.loss.push(loss_estimate(
                 par.law.predict(n, d),
                 par.samples.as_ref(),
                 |c| law_of(c, par.law.n).predict(n, d),
                 "parametric L(N, D) = E + A/N^α + B/D^β",
+                par.run_scatter,
             ));
         }
         None => p
@@ -269,28 +325,39 @@ fn at_compute_unchecked(report: &FitReport, c: f64) -> Prediction {
     };
     if let Some(f) = report.frontier.as_ref().and_then(|m| m.fitted()) {
         if let Some(sat) = &f.fit.saturating {
-            p.loss.push(estimate(
+            p.loss.push(loss_estimate(
                 sat.predict(c),
                 f.saturating_samples.as_ref(),
                 |s| s[0].exp() + (s[1] - s[2] * c.ln()).exp(),
                 "frontier L = E + A·C^−α",
+                run_scatter(report),
             ));
         }
         if let Some(pl) = &f.fit.power_law {
-            p.loss.push(estimate(
+            p.loss.push(loss_estimate(
                 pl.predict(c),
                 f.power_samples.as_ref(),
                 |s| (s[0] + s[1] * c.ln()).exp(),
                 "frontier L = a·C^b",
+                run_scatter(report),
             ));
         }
+        let s = f.allocation_samples.as_ref();
         if let Some(law) = f.params_law.fitted() {
-            p.params_star
-                .push(estimate(law.predict(c), None, |_| 0.0, "frontier N*(C)"));
+            p.params_star.push(estimate(
+                law.predict(c),
+                s,
+                |v| (v[0] + v[1] * c.ln()).exp(),
+                "frontier N*(C)",
+            ));
         }
         if let Some(law) = f.examples_law.fitted() {
-            p.examples_star
-                .push(estimate(law.predict(c), None, |_| 0.0, "frontier D*(C)"));
+            p.examples_star.push(estimate(
+                law.predict(c),
+                s,
+                |v| (v[2] + v[3] * c.ln()).exp(),
+                "frontier D*(C)",
+            ));
         }
     } else {
         p.notes.push("no frontier law was fitted".into());
@@ -317,7 +384,7 @@ fn at_compute_unchecked(report: &FitReport, c: f64) -> Prediction {
                     "parametric (C = k·N·D)",
                 ),
             );
-            p.loss.push(estimate(
+            p.loss.push(loss_estimate(
                 par.law.predict(n, d),
                 par.samples.as_ref(),
                 |s| {
@@ -326,6 +393,7 @@ fn at_compute_unchecked(report: &FitReport, c: f64) -> Prediction {
                         .map_or(f64::NAN, |(n, d)| law.predict(n, d))
                 },
                 "parametric L(N*, D*)",
+                par.run_scatter,
             ));
             p.params = Some(n);
             p.examples = Some(d);

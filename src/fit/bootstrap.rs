@@ -104,16 +104,48 @@ where
     let draws: Vec<Vec<usize>> = (0..options.resamples)
         .map(|_| (0..n).map(|_| rng.random_range(0..n)).collect())
         .collect();
+    Ok(in_parallel(
+        draws.len(),
+        options.threads,
+        |i| fit(&draws[i]),
+    ))
+}
 
-    let threads = resolve_threads(options.threads, draws.len());
-    let count = draws.len();
+/// A parametric (or perturbation) bootstrap: calls `fit` once per resample with a generator of
+/// its own (the stream of `options.seed` numbered by the resample), so that the caller draws
+/// what is random in its data, e.g. new noise on every run. Outputs in draw order, `None` where
+/// the fit failed or returned a non-finite value; independent of the number of threads.
+pub fn replicate_fits<F>(options: &BootstrapOptions, fit: F) -> FitResult<Vec<ResampleOutput>>
+where
+    F: Fn(&mut ChaCha8Rng) -> FitResult<Vec<(String, f64)>> + Sync,
+{
+    check_level(options.level)?;
+    if options.resamples == 0 {
+        return Err(FitError::InvalidArgument(
+            "bootstrap: need at least one resample".into(),
+        ));
+    }
+    Ok(in_parallel(options.resamples, options.threads, |i| {
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        rng.set_stream(i as u64 + 1);
+        fit(&mut rng)
+    }))
+}
+
+/// Runs `fit(i)` for `i` in `0..count` on up to `threads` threads (0: one per core), keeping
+/// the order; failures and non-finite outputs become `None`.
+fn in_parallel<F>(count: usize, threads: usize, fit: F) -> Vec<ResampleOutput>
+where
+    F: Fn(usize) -> FitResult<Vec<(String, f64)>> + Sync,
+{
+    let threads = resolve_threads(threads, count);
     let run = |i: usize| -> Option<Vec<(String, f64)>> {
-        fit(&draws[i])
+        fit(i)
             .ok()
             .filter(|out| out.iter().all(|(_, v)| v.is_finite()))
     };
     if threads == 1 {
-        return Ok((0..count).map(run).collect());
+        return (0..count).map(run).collect();
     }
     let mut outputs = vec![None; count];
     std::thread::scope(|scope| {
@@ -139,7 +171,7 @@ where
             }
         }
     });
-    Ok(outputs)
+    outputs
 }
 
 /// Percentile intervals of each named output over the resamples that succeeded.

@@ -29,20 +29,21 @@ pub mod saturating;
 mod optim;
 
 pub use bootstrap::{
-    bootstrap, percentile_interval, resample_fits, summarise, BootstrapInterval, BootstrapOptions,
-    BootstrapSummary,
+    bootstrap, percentile_interval, replicate_fits, resample_fits, summarise, BootstrapInterval,
+    BootstrapOptions, BootstrapSummary,
 };
 pub use frontier::{
     compute_frontier, fit_frontier, CurvePoint, Frontier, FrontierFit, FrontierModel,
 };
 pub use isoflop::{
-    fit_isoflop, isoflop_vertices, BudgetGrouping, BudgetVertex, IsoFlopFit, IsoFlopPoint,
-    VertexFlag,
+    fit_isoflop, isoflop_vertices, vertex_laws, BudgetGrouping, BudgetVertex, IsoFlopFit,
+    IsoFlopPoint, ProfileWindow, VertexFlag,
 };
 pub use lr::{
     cell_optimum, fit_lr_params_budget_law, fit_lr_params_law, CellFlag, CellOptimum,
     LrParamsBudgetLaw, LrParamsLaw, LrPoint, LrTrial,
 };
+pub(crate) use ols::least_squares;
 pub use ols::{ols, wls, LinearFit};
 pub use optim::OptimiserSettings;
 pub use parametric::{
@@ -190,17 +191,21 @@ pub(crate) fn resolve_threads(requested: usize, jobs: usize) -> usize {
     wanted.clamp(1, jobs.max(1))
 }
 
+/// A standard normal draw by Box–Muller (rand 0.9 has no normal distribution of its own).
+pub fn standard_normal(rng: &mut impl rand::Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    let u2: f64 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Seeded noise for the planted-law tests.
-    use rand::Rng;
     use rand_chacha::ChaCha8Rng;
 
     /// A standard normal draw by Box–Muller (rand 0.9 has no normal distribution of its own).
     pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        super::standard_normal(rng)
     }
 
     /// `n` values evenly spaced in log between `lo` and `hi`, inclusive.

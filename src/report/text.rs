@@ -8,7 +8,7 @@ use crate::analysis::laws::{FitReport, Method, Samples};
 use crate::analysis::observations::ParamsCount;
 use crate::analysis::predict::{Estimate, Prediction};
 use crate::analysis::BacktestRow;
-use crate::fit::{CellFlag, LinearFit};
+use crate::fit::CellFlag;
 
 fn interval(samples: Option<&Samples>, name: &str, digits: usize) -> String {
     samples
@@ -18,11 +18,6 @@ fn interval(samples: Option<&Samples>, name: &str, digits: usize) -> String {
         })
 }
 
-fn t_interval(fit: &LinearFit, i: usize, digits: usize) -> String {
-    fit.conf_intervals.get(i).map_or(String::new(), |(lo, hi)| {
-        format!(" (t: {lo:.digits$}, {hi:.digits$})")
-    })
-}
 
 fn not_fitted<T>(m: &Method<T>) -> Option<String> {
     m.problem().map(|p| format!("  {p}\n"))
@@ -109,9 +104,8 @@ pub fn fit_summary(r: &FitReport) -> String {
             ));
             match &l.params_law {
                 Method::Fitted(law) => out.push_str(&format!(
-                    "  log η* = c0 + c1·log N              c1 = {:.4}{}{}, c0 = {:.4}{}; R² = {:.3}, n = {}\n",
+                    "  log η* = c0 + c1·log N              c1 = {:.4}{}, c0 = {:.4}{}; R² = {:.3}, n = {}\n",
                     law.c1(),
-                    t_interval(&law.fit, 1, 3),
                     interval(l.params_samples.as_ref(), "c1", 3),
                     law.c0(),
                     interval(l.params_samples.as_ref(), "c0", 3),
@@ -125,12 +119,10 @@ pub fn fit_summary(r: &FitReport) -> String {
             }
             match &l.budget_law {
                 Method::Fitted(law) => out.push_str(&format!(
-                    "  log η* = c0 + c1·log N + c2·log D   c1 = {:.4}{}{}, c2 = {:.4}{}{}, c0 = {:.4}; R² = {:.3}, n = {}\n",
+                    "  log η* = c0 + c1·log N + c2·log D   c1 = {:.4}{}, c2 = {:.4}{}, c0 = {:.4}; R² = {:.3}, n = {}\n",
                     law.c1(),
-                    t_interval(&law.fit, 1, 3),
                     interval(l.budget_samples.as_ref(), "c1", 3),
                     law.c2(),
-                    t_interval(&law.fit, 2, 3),
                     interval(l.budget_samples.as_ref(), "c2", 3),
                     law.c0(),
                     law.fit.r2,
@@ -164,10 +156,8 @@ pub fn fit_summary(r: &FitReport) -> String {
             ));
             if let Some(p) = &f.fit.power_law {
                 out.push_str(&format!(
-                    "  L = a·C^b            b = {:.5} (t: {:.5}, {:.5}){}, a = {:.4}; R² = {:.4}\n",
+                    "  L = a·C^b            b = {:.5}{}, a = {:.4}; R² = {:.4}\n",
                     p.b,
-                    p.ci_b.0,
-                    p.ci_b.1,
                     interval(f.power_samples.as_ref(), "b", 5),
                     p.a(),
                     p.r2
@@ -189,10 +179,12 @@ pub fn fit_summary(r: &FitReport) -> String {
             if let Some(note) = &f.saturating_note {
                 out.push_str(&format!("  {note}\n"));
             }
+            let alloc = f.allocation_samples.as_ref();
             match &f.params_law {
                 Method::Fitted(p) => out.push_str(&format!(
-                    "  N*(C) = a·C^b        b = {:.4} (t: {:.4}, {:.4}) over the frontier's trials\n",
-                    p.b, p.ci_b.0, p.ci_b.1
+                    "  N*(C) = a·C^b        b = {:.4}{} over the frontier's trials\n",
+                    p.b,
+                    interval(alloc, "params_b", 4)
                 )),
                 other => out.push_str(&format!(
                     "  N*(C): {}\n",
@@ -201,8 +193,9 @@ pub fn fit_summary(r: &FitReport) -> String {
             }
             if let Method::Fitted(p) = &f.examples_law {
                 out.push_str(&format!(
-                    "  D*(C) = a·C^b        b = {:.4} (t: {:.4}, {:.4})\n",
-                    p.b, p.ci_b.0, p.ci_b.1
+                    "  D*(C) = a·C^b        b = {:.4}{}\n",
+                    p.b,
+                    interval(alloc, "examples_b", 4)
                 ));
             }
         }
@@ -236,15 +229,25 @@ pub fn fit_summary(r: &FitReport) -> String {
             }
             out.push_str(&format!("{t}\n"));
             let s = i.samples.as_ref();
+            if let Some(w) = i.window {
+                out.push_str(&format!(
+                    "  each parabola fitted to the sizes within ×{:.1} of its budget's best run\n",
+                    w.exp()
+                ));
+            }
+            if let Some(n) = &i.noise {
+                out.push_str(&format!(
+                    "  bootstrap: every run's loss drawn anew with {:.2} % noise ({}, {} dof)\n",
+                    100.0 * n.relative_sd,
+                    n.source,
+                    n.dof
+                ));
+            }
             out.push_str(&format!(
-                "  N*(C) = a·C^b        b = {:.4} (t: {:.4}, {:.4}){}\n  D*(C) = a·C^b        b = {:.4} (t: {:.4}, {:.4}){}\n",
+                "  N*(C) = a·C^b        b = {:.4}{}\n  D*(C) = a·C^b        b = {:.4}{}\n",
                 i.fit.params_law.b,
-                i.fit.params_law.ci_b.0,
-                i.fit.params_law.ci_b.1,
                 interval(s, "params_b", 4),
                 i.fit.examples_law.b,
-                i.fit.examples_law.ci_b.0,
-                i.fit.examples_law.ci_b.1,
                 interval(s, "examples_b", 4),
             ));
         }
@@ -340,11 +343,20 @@ pub fn prediction(p: &Prediction) -> String {
             crate::report::utc(when)
         ));
     }
-    let mut t: Table = table(&["quantity", "prediction [95 % interval]", "from"]);
+    let mut t: Table = table(&[
+        "quantity",
+        "prediction [95 % interval of the law]",
+        "one new run [95 % prediction interval]",
+        "from",
+    ]);
     for e in &p.loss {
         t.add_row(vec![
             "validation loss".to_string(),
             estimate_cell(e, &|v| format!("{v:.4}")),
+            match (e.pred_lo, e.pred_hi) {
+                (Some(lo), Some(hi)) => format!("[{lo:.4}, {hi:.4}]"),
+                _ => "–".into(),
+            },
             e.method.clone(),
         ]);
     }
@@ -352,6 +364,7 @@ pub fn prediction(p: &Prediction) -> String {
         t.add_row(vec![
             "compute-optimal N".to_string(),
             estimate_cell(e, &si),
+            "–".into(),
             e.method.clone(),
         ]);
     }
@@ -359,6 +372,7 @@ pub fn prediction(p: &Prediction) -> String {
         t.add_row(vec![
             "compute-optimal D".to_string(),
             estimate_cell(e, &si),
+            "–".into(),
             e.method.clone(),
         ]);
     }
@@ -366,10 +380,18 @@ pub fn prediction(p: &Prediction) -> String {
         t.add_row(vec![
             "optimal learning rate".to_string(),
             estimate_cell(e, &lr),
+            "–".into(),
             e.method.clone(),
         ]);
     }
     out.push_str(&format!("{t}\n"));
+    if p.loss.iter().any(|e| e.pred_lo.is_some()) {
+        out.push_str(
+            "the interval of the law: where the mean loss of runs like this lies (the laws' \
+             bootstrap); the prediction interval: where one new run will land (the same, plus \
+             the scatter of single runs around the law)\n",
+        );
+    }
     for n in &p.notes {
         out.push_str(&format!("note: {n}\n"));
     }
