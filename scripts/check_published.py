@@ -90,6 +90,18 @@ with tempfile.TemporaryDirectory() as tmp:
             print(f"  D*(C) exponent {b:.4f} from {valid} budgets (Llama 3 paper: 0.537)")
             check("D* exp", b, 0.537, 0.05)
 
+# Porian et al.'s raw IsoFLOP points (RefinedWeb, tuned, no decay), fixture in this repository:
+# approach 2 on windowed parabolas must land in the published interval for a, [0.491, 0.505].
+porian = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "porian2024", "isoflop_points_rw_tuned.csv")
+with tempfile.TemporaryDirectory() as tmp:
+    print("Porian et al. raw IsoFLOP points (121), slaw fit --method isoflop:")
+    iso = fit(tmp, porian, "n=n,d=t,c=flops,loss=loss", "isoflop")["isoflop"]
+    if iso.get("status") != "fitted":
+        print("  isoflop:", iso)
+        failures.append("porian isoflop")
+    else:
+        check("a", iso["fit"]["params_law"]["b"], 0.498, 0.007)
+
 if failures:
     print("FAILED:", ", ".join(failures))
     sys.exit(1)

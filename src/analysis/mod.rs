@@ -4,6 +4,7 @@
 //!
 //! The statistics live in [`crate::fit`]; this module decides which runs feed which fit.
 
+pub mod audit;
 pub mod frontier_report;
 pub mod identify;
 pub mod isoflop_report;

@@ -273,3 +273,35 @@ pub async fn provenance_notes(
     }
     Ok(notes)
 }
+
+/// Stores an audit under the method `audit` (read back by [`load_audit`], never as a law).
+pub async fn save_audit(
+    store: &Store,
+    obs: &Observations,
+    audit: &super::audit::Audit,
+) -> Result<i64, AnalysisError> {
+    Ok(store
+        .save_fit(&NewFit {
+            sweep_id: obs.sweep_id,
+            source: audit.source.clone(),
+            method: "audit".to_string(),
+            filter: json!({"method": "audit", "source_hash": obs.source_hash}),
+            inputs: serde_json::Value::Array(Vec::new()),
+            result: to_json(audit),
+            n_points: obs.runs.len(),
+            bootstrap: 0,
+            seed: 0,
+        })
+        .await?)
+}
+
+/// The latest stored audit of `source`, if any (one that no longer parses is skipped).
+pub async fn load_audit(
+    store: &Store,
+    source: &str,
+) -> Result<Option<super::audit::Audit>, AnalysisError> {
+    let rows = store.fits(source, "audit").await?;
+    Ok(rows
+        .into_iter()
+        .find_map(|r| serde_json::from_value(r.result).ok()))
+}

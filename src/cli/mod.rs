@@ -285,6 +285,10 @@ struct FitArgs {
     /// Fit without this model size, then predict it and compare with what it gave.
     #[arg(long)]
     holdout: Option<String>,
+    /// Audit the fit: back-tests without the largest size and without each budget, the
+    /// methods' disagreement about N* at the next budget and its cost, the conventions card.
+    #[arg(long, conflicts_with = "holdout")]
+    audit: bool,
     /// Print the full result as JSON.
     #[arg(long)]
     json: bool,
@@ -1062,12 +1066,19 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
         .holdout
         .as_ref()
         .map(|size| (size.clone(), analysis::backtest(&obs, &report, size)));
+    let audit = args
+        .audit
+        .then(|| analysis::audit::audit(&obs, &report, &config));
+    if let Some(a) = &audit {
+        analysis::stored::save_audit(&store, &obs, a).await?;
+    }
     if args.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "report": report,
                 "backtest": backtest.as_ref().map(|(_, rows)| rows),
+                "audit": audit,
                 "fit_ids": ids,
             }))?
         );
@@ -1075,6 +1086,9 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
         out!("{}", crate::report::text::fit_summary(&report));
         if let Some((size, rows)) = &backtest {
             out!("\n{}", crate::report::text::backtest(size, rows));
+        }
+        if let Some(a) = &audit {
+            out!("\n{}", crate::report::text::audit(a));
         }
         outln!("\nstored as fits {:?} in {}", ids, redact(&args.db.db));
     }

@@ -355,11 +355,13 @@ pub(super) async fn write_report(store: &Store, sweep: &SweepRow, path: &Path) -
         .collect::<Result<_>>()?;
     let status = crate::sweep::status(store, sweep).await?;
     let trials = store.trials(sweep.id).await?;
+    let audit = crate::analysis::stored::load_audit(store, &obs.source).await?;
     let html = render_html(&ReportInput {
         sweep,
         status: &status,
         trials: &trials,
         fits: Some(&report),
+        audit: audit.as_ref(),
         figures: &figures,
         generated_at: crate::store::now(),
     });

@@ -32,6 +32,8 @@ pub struct ReportInput<'a> {
     pub trials: &'a [TrialRow],
     /// The fitted laws.
     pub fits: Option<&'a FitReport>,
+    /// The latest `slaw fit --audit` of the sweep, if one was made.
+    pub audit: Option<&'a crate::analysis::audit::Audit>,
     /// Figures.
     pub figures: &'a [EmbeddedFigure],
     /// When it was generated (Unix seconds).
@@ -203,7 +205,18 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
             html.push_str(&predictions(input, report));
             html.push_str("\n<h2>Fitted laws</h2>\n<pre>");
             html.push_str(&escape(&text::fit_summary(report)));
-            html.push_str("</pre>\n");
+            html.push_str("</pre>\n<h2>Audit</h2>\n");
+            match input.audit {
+                Some(a) => {
+                    html.push_str("<pre>");
+                    html.push_str(&escape(&text::audit(a)));
+                    html.push_str("</pre>\n");
+                }
+                None => html.push_str(
+                    "<p>No audit stored: <code>slaw fit --audit</code> back-tests every method \
+                     and prices their disagreement.</p>\n",
+                ),
+            }
         }
         None => {
             html.push_str("<h2>Fitted laws</h2><p>No fits stored: run <code>slaw fit</code>.</p>\n")

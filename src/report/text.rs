@@ -442,3 +442,79 @@ pub fn backtest(size: &str, rows: &[BacktestRow]) -> String {
     }
     format!("back-test: laws fitted without {size}, against what {size} gave\n{t}\n")
 }
+
+/// `slaw fit --audit`: back-tests side by side, the disagreement about N* at the next budget,
+/// and the conventions card.
+pub fn audit(a: &crate::analysis::audit::Audit) -> String {
+    let mut out = String::from(
+        "audit: every method refitted without the largest size and without each budget, \
+         predicting what was left out\n",
+    );
+    let mut t = table(&[
+        "left out",
+        "method",
+        "predicts",
+        "n",
+        "mean |error|",
+        "bias",
+        "inside its 95 % interval",
+    ]);
+    for b in &a.backtests {
+        let pct = |v: Option<f64>, sign: bool| {
+            v.map_or("–".into(), |v| {
+                if sign {
+                    format!("{:+.2} %", 100.0 * v)
+                } else {
+                    format!("{:.2} %", 100.0 * v)
+                }
+            })
+        };
+        t.add_row(vec![
+            b.held_out.clone(),
+            b.method.clone(),
+            b.quantity.clone(),
+            b.compared.to_string(),
+            pct(b.mean_abs_error, false),
+            pct(b.mean_error, true),
+            match &b.note {
+                Some(n) if b.compared == 0 => n.clone(),
+                _ => format!("{} of {}", b.covered, b.compared),
+            },
+        ]);
+    }
+    out.push_str(&format!("{t}\n"));
+    let al = &a.allocation;
+    out.push_str(&format!(
+        "\ncompute-optimal N at the next budget, C = {} FLOPs:\n",
+        si(al.compute)
+    ));
+    for e in &al.params_star {
+        let wasted = al
+            .wasted_compute
+            .iter()
+            .find(|(m, _)| *m == e.method)
+            .map_or(String::new(), |(_, w)| {
+                format!("   wastes {:.1} % of the compute", 100.0 * w)
+            });
+        out.push_str(&format!(
+            "  {:<28} N* = {}{wasted}\n",
+            e.method,
+            estimate_cell(e, &si)
+        ));
+    }
+    if let Some(s) = al.spread {
+        out.push_str(&format!(
+            "  the methods disagree by {s:.2}× (largest over smallest N*); the waste is priced by \
+             the parametric law: 1 − C'/C, C' the compute at which its optimum reaches the same loss\n"
+        ));
+    }
+    for n in &al.notes {
+        out.push_str(&format!("  note: {n}\n"));
+    }
+    out.push_str("\nconventions card:\n");
+    for (k, v) in &a.card {
+        out.push_str(&format!("  {k:<11} {v}\n"));
+    }
+    out.push_str(&format!("audit took {:.1} s\n", a.seconds));
+    out
+}
