@@ -208,38 +208,6 @@ fn fit_and_predict_a_sweep_trained_by_slaw() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("back-test: laws fitted without d"), "{s}");
 
-    // The audit: every method refitted without the largest size and each budget, the
-    // disagreement about N* at the next budget, the conventions card; stored for the report.
-    let out = sb.run(&["fit", "--sweep", "f", "--bootstrap", "50", "--audit"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let s = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "audit: every method refitted",
-        "largest size d",
-        "budget 4 epochs",
-        "learning-rate law",
-        "compute-optimal N at the next budget",
-        "conventions card:",
-        "k = C/(N·D)",
-    ] {
-        assert!(s.contains(needle), "{needle}: {s}");
-    }
-    let v = fit_json(&sb, &["--sweep", "f", "--audit"]);
-    let backtests = v["audit"]["backtests"].as_array().unwrap();
-    assert!(backtests.len() >= 8, "{}", v["audit"]);
-    assert!(
-        backtests
-            .iter()
-            .any(|b| b["method"] == "learning-rate law" && b["compared"].as_u64() > Some(0)),
-        "{}",
-        v["audit"]
-    );
-    let html = sb.path("f-report.html");
-    let out = sb.run(&["report", "--sweep", "f", "--out", html.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<h2>Audit</h2>") && page.contains("conventions card"));
-
     // The loss at (N, D) needs the parametric law: refused, with the reason (exit code 2).
     let out = sb.run(&["predict", "--sweep", "f", "--params", "2k", "--epochs", "8"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -305,6 +273,38 @@ fn fit_and_predict_a_sweep_trained_by_slaw() {
     let out = sb.run(&["predict", "--sweep", "f", "--params", "2k"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a budget"));
+
+    // The audit: every method refitted without the largest size and each budget, the
+    // disagreement about N* at the next budget, the conventions card; stored for the report.
+    let out = sb.run(&["fit", "--sweep", "f", "--bootstrap", "50", "--audit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "audit: every method refitted",
+        "largest size d",
+        "budget 4 epochs",
+        "learning-rate law",
+        "compute-optimal N at the next budget",
+        "conventions card:",
+        "k = C/(N·D)",
+    ] {
+        assert!(s.contains(needle), "{needle}: {s}");
+    }
+    let v = fit_json(&sb, &["--sweep", "f", "--audit"]);
+    let backtests = v["audit"]["backtests"].as_array().unwrap();
+    assert!(backtests.len() >= 8, "{}", v["audit"]);
+    assert!(
+        backtests
+            .iter()
+            .any(|b| b["method"] == "learning-rate law" && b["compared"].as_u64() > Some(0)),
+        "{}",
+        v["audit"]
+    );
+    let html = sb.path("f-report.html");
+    let out = sb.run(&["report", "--sweep", "f", "--out", html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>Audit</h2>") && page.contains("conventions card"));
 }
 
 #[test]

@@ -406,7 +406,12 @@ fn porian_raw_isoflop_points_give_the_published_exponent() {
         .collect();
     assert_eq!(points.len(), 121);
     let grouping = BudgetGrouping::RelativeTolerance(0.05);
-    let a = |w| fit_isoflop(&points, &grouping, w, 0.95).unwrap().params_law.b;
+    let a = |w| {
+        fit_isoflop(&points, &grouping, w, 0.95)
+            .unwrap()
+            .params_law
+            .b
+    };
     let (windowed, whole) = (a(ProfileWindow::default()), a(ProfileWindow::Whole));
     println!("Porian RW tuned, raw points: a = {windowed:.4} windowed, {whole:.4} whole budgets");
     assert!((0.491..=0.505).contains(&windowed), "{windowed}");

@@ -106,11 +106,12 @@ fn hold_outs(obs: &Observations) -> Vec<HoldOut> {
     let mut out = Vec::new();
     if let Some(largest) = obs.runs.iter().max_by(|a, b| a.params.total_cmp(&b.params)) {
         let n = largest.params;
-        out.push(split(
-            obs,
-            format!("largest size {} (N = {n:.3e})", largest.size),
-            |r| r.params == n,
-        ));
+        let label = if largest.size.starts_with("N=") {
+            format!("largest size {}", largest.size)
+        } else {
+            format!("largest size {} (N = {n:.3e})", largest.size)
+        };
+        out.push(split(obs, label, |r| r.params == n));
     }
     let epochs = obs.runs.iter().all(|r| r.epochs.is_some());
     let mut budgets: Vec<f64> = obs.runs.iter().map(budget_of).collect();
@@ -155,7 +156,10 @@ impl Errors {
         self.abs += e.abs();
         self.signed += e;
         self.n += 1;
-        if lo.zip(hi).is_some_and(|(lo, hi)| lo <= actual && actual <= hi) {
+        if lo
+            .zip(hi)
+            .is_some_and(|(lo, hi)| lo <= actual && actual <= hi)
+        {
             self.covered += 1;
         }
     }
@@ -242,8 +246,7 @@ fn lr_backtest(h: &HoldOut, full: &FitReport, fit: &FitReport) -> Option<Backtes
         let Some(o) = c.optimum.as_ref().filter(|_| held) else {
             continue;
         };
-        let pred = predict::at_size_or_note(fit, c.params, c.examples);
-        if let Some(est) = pred.lr.first() {
+        if let Some(est) = predict::optimal_lr(fit, c.params, c.examples).first() {
             e.add(est.value, o.lr_star, est.lo, est.hi);
         }
     }
@@ -264,9 +267,13 @@ fn allocation_backtest(h: &HoldOut, full: &FitReport, fit: &FitReport) -> Vec<Ba
     if iso.interpolated || h.held.runs.iter().any(|r| r.epochs.is_some()) {
         return Vec::new();
     }
-    let (lo, hi) = h.held.runs.iter().fold((f64::INFINITY, 0.0f64), |(l, u), r| {
-        (l.min(r.flops), u.max(r.flops))
-    });
+    let (lo, hi) = h
+        .held
+        .runs
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(l, u), r| {
+            (l.min(r.flops), u.max(r.flops))
+        });
     let Some(vertex) = iso
         .fit
         .budgets
@@ -525,7 +532,10 @@ mod tests {
             .iter()
             .any(|b| b.quantity.starts_with("N*") && b.method.starts_with("IsoFLOP")));
         assert!(a.allocation.params_star.len() >= 2, "{:?}", a.allocation);
-        assert_eq!(a.allocation.wasted_compute.len(), a.allocation.params_star.len());
+        assert_eq!(
+            a.allocation.wasted_compute.len(),
+            a.allocation.params_star.len()
+        );
         assert!(a.allocation.spread.unwrap() >= 1.0);
         assert!(a.card.iter().any(|(k, v)| k == "N" && v.contains("total")));
     }

@@ -258,7 +258,10 @@ pub fn tally(design: Design, sigma: f64, count: u64, bootstrap: usize) -> Vec<(S
         if seed == 0 {
             for (name, m) in [
                 ("isoflop", report.isoflop.as_ref().and_then(|m| m.problem())),
-                ("frontier", report.frontier.as_ref().and_then(|m| m.problem())),
+                (
+                    "frontier",
+                    report.frontier.as_ref().and_then(|m| m.problem()),
+                ),
             ] {
                 if let Some(m) = m {
                     eprintln!("  seed 0: {name} {m}");

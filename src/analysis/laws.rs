@@ -469,7 +469,10 @@ fn seed_scatter(obs: &Observations) -> Option<f64> {
     let (mut ss, mut n) = (0.0, 0usize);
     for cell in obs.cells() {
         let (trials, seeds, sd) = merge_rates(&cell);
-        let mean = trials.iter().filter_map(|t| t.loss).fold(f64::INFINITY, f64::min);
+        let mean = trials
+            .iter()
+            .filter_map(|t| t.loss)
+            .fold(f64::INFINITY, f64::min);
         if let (Some(sd), true) = (sd, seeds > 1 && mean.is_finite() && mean > 0.0) {
             ss += (sd / mean).powi(2);
             n += 1;

@@ -10,6 +10,7 @@ pub mod identify;
 pub mod isoflop_report;
 pub mod laws;
 pub mod observations;
+pub mod planted;
 pub mod predict;
 pub mod stored;
 
@@ -102,7 +103,7 @@ pub fn backtest(obs: &Observations, report: &FitReport, size: &str) -> Vec<Backt
                 predicted_loss: p.loss.first().cloned(),
                 actual_lr: lr_cell.and_then(|c| c.optimum.as_ref().map(|o| o.lr_star)),
                 actual_lr_bracketed: lr_cell.is_some_and(|c| c.used),
-                predicted_lr: p.lr.first().cloned(),
+                predicted_lr: predict::optimal_lr(report, n, d).first().cloned(),
             }
         })
         .collect()

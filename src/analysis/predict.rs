@@ -85,7 +85,7 @@ fn loss_estimate(
     let (Some(s), Some(scatter)) = (samples, scatter) else {
         return e;
     };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x5ca7_7e5);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0x05ca_77e5);
     let draws: Vec<f64> = s
         .values
         .iter()
@@ -157,6 +157,14 @@ fn lr_estimates(report: &FitReport, n: f64, d: f64, p: &mut Prediction) {
                 .into(),
         );
     }
+}
+
+/// The learning-rate laws' optimal rate at (`n`, `d`), by law (empty when none is fitted);
+/// needs no loss law.
+pub fn optimal_lr(report: &FitReport, n: f64, d: f64) -> Vec<Estimate> {
+    let mut p = Prediction::default();
+    lr_estimates(report, n, d, &mut p);
+    p.lr
 }
 
 /// Notes when (N, D) lie outside the range of the parametric fit's points.

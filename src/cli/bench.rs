@@ -1,6 +1,7 @@
 //! `slaw bench`: the time per training step of one model (see `exec::bench`), as JSON for
 //! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`; `slaw bench-claims`: the claim throughput of
-//! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`).
+//! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`); `slaw bench-fit`:
+//! the seconds every fit and `--audit` take on a planted sweep (issue 22's budget: 30 s).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -215,5 +216,50 @@ pub(super) async fn metrics(args: MetricsArgs) -> Result<ExitCode> {
             r.per_second
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The planted sweep to fit.
+#[derive(Debug, Args)]
+pub(super) struct FitBenchArgs {
+    /// Model sizes (×2 apart).
+    #[arg(long, default_value_t = 6)]
+    sizes: usize,
+    /// Epoch budgets (×2 apart).
+    #[arg(long, default_value_t = 4)]
+    budgets: usize,
+    /// Learning rates per cell.
+    #[arg(long, default_value_t = 6)]
+    rates: usize,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+}
+
+pub(super) fn fit(args: FitBenchArgs) -> Result<ExitCode> {
+    use crate::analysis::{audit, laws, planted};
+    let obs = planted::sweep(args.sizes, args.budgets, args.rates, 0.005, 1);
+    let config = laws::FitConfig {
+        bootstrap: args.bootstrap,
+        ..laws::FitConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let report = laws::fit_all(&obs, &[], &config);
+    let fit_s = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let a = audit::audit(&obs, &report, &config);
+    let audit_s = started.elapsed().as_secs_f64();
+    outln!(
+        "{} trials ({} sizes × {} budgets × {} rates), {} resamples, {} threads: every fit {fit_s:.1} s, \
+         audit ({} back-tests) {audit_s:.1} s; together {:.1} s against the 30 s budget",
+        obs.runs.len(),
+        args.sizes,
+        args.budgets,
+        args.rates,
+        args.bootstrap,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        a.backtests.len(),
+        fit_s + audit_s
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -106,6 +106,9 @@ enum Command {
     /// Points per second when a trial's evaluation points are stored (for docs/CLUSTER.md).
     #[command(hide = true)]
     BenchMetrics(bench::MetricsArgs),
+    /// Seconds to fit and audit a planted 144-trial sweep (for docs/PERFORMANCE.md).
+    #[command(hide = true)]
+    BenchFit(bench::FitBenchArgs),
     /// Print a shell's completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -513,6 +516,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Bench(args) => bench::bench(args),
         Command::BenchClaims(args) => bench::claims(args).await,
         Command::BenchMetrics(args) => bench::metrics(args).await,
+        Command::BenchFit(args) => bench::fit(args),
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();

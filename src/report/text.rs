@@ -18,7 +18,6 @@ fn interval(samples: Option<&Samples>, name: &str, digits: usize) -> String {
         })
 }
 
-
 fn not_fitted<T>(m: &Method<T>) -> Option<String> {
     m.problem().map(|p| format!("  {p}\n"))
 }
