@@ -308,6 +308,48 @@ mod tests {
         assert!(failures.is_empty(), "{failures:?}");
     }
 
+    /// The learning-rate laws on 30 planted sweeps (6 sizes × 4 budgets × 6 rates, 1 % noise,
+    /// η* = 3e-3·(N/1e8)^−0.3 at every budget): the intervals of c1 (both laws) and of c2
+    /// (the budget law, truth 0) hold the truth in at least 85 % of them.
+    #[test]
+    fn learning_rate_law_intervals_cover_the_planted_exponents() {
+        let config = FitConfig {
+            frontier: false,
+            isoflop: false,
+            parametric: false,
+            bootstrap: 200,
+            ..FitConfig::default()
+        };
+        let mut t = [Tally::default(), Tally::default(), Tally::default()];
+        let count = |t: &mut Tally, s: Option<&super::super::laws::Samples>, name, truth: f64| {
+            if let Some(i) = s.and_then(|s| s.intervals.get(name)) {
+                t.printed += 1;
+                t.covered += usize::from(i.lo <= truth && truth <= i.hi);
+            }
+        };
+        for seed in 0..30 {
+            let obs = crate::analysis::planted::sweep(6, 4, 6, 0.01, 500 + seed);
+            let report = fit_all(&obs, &[], &config);
+            let lr = report.lr.as_ref().and_then(|m| m.fitted()).expect("lr law");
+            if lr.params_law.fitted().is_some() {
+                count(&mut t[0], lr.params_samples.as_ref(), "c1", -0.3);
+            }
+            if lr.budget_law.fitted().is_some() {
+                count(&mut t[1], lr.budget_samples.as_ref(), "c1", -0.3);
+                count(&mut t[2], lr.budget_samples.as_ref(), "c2", 0.0);
+            }
+        }
+        for (name, t) in ["η*(N) c1", "η*(N, D) c1", "η*(N, D) c2"].iter().zip(&t) {
+            eprintln!("{name}: {}/{}", t.covered, t.printed);
+            assert!(
+                t.printed >= 25 && t.rate() >= 0.85,
+                "{name}: {}/{}",
+                t.covered,
+                t.printed
+            );
+        }
+    }
+
     /// The coverage table (not an assertion yet): `cargo test --release coverage_table -- --ignored --nocapture`.
     #[test]
     #[ignore]
