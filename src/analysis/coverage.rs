@@ -11,22 +11,9 @@ use super::laws::{fit_all, FitConfig, FitReport};
 use super::observations::{Observations, ParamsCount, Run};
 use super::predict;
 use crate::fit::testutil::normal;
-use crate::fit::ParametricLaw;
 
-/// Hoffmann et al.'s law (tokens as D).
-pub fn truth() -> ParametricLaw {
-    ParametricLaw {
-        e: 1.69f64.ln(),
-        a: 406.4f64.ln(),
-        b: 410.7f64.ln(),
-        alpha: 0.34,
-        beta: 0.28,
-        objective: 0.0,
-        n: 0,
-        starts: 0,
-        converged_starts: 0,
-    }
-}
+/// Hoffmann et al.'s law (tokens as D), the truth of every planted data set here.
+pub use super::planted::hoffmann as truth;
 
 /// The planted designs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
