@@ -1,5 +1,10 @@
-//! The `slaw` binary: everything is in the library.
+//! The `slaw` binary: the command line ([`cli`]) over the `slaw` library, with slaw's Burn
+//! trainer ([`trainer`]) plugged into its executors.
+
+mod cli;
+mod trainer;
 
 fn main() -> std::process::ExitCode {
-    slaw::cli::main()
+    trainer::configure_from_env();
+    cli::main()
 }

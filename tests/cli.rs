@@ -1,9 +1,7 @@
 //! End-to-end tests of the `slaw` binary: validation errors and exit codes, the plan, real
 //! training runs into a real SQLite file, resume and extension of a sweep, divergence.
 
-mod common;
-
-use common::{slaw, synthetic_sweep, text, Sandbox};
+use crate::common::{slaw, synthetic_sweep, text, Sandbox};
 
 #[test]
 fn validate_reports_path_line_and_column_and_exits_2() {

@@ -7,12 +7,10 @@
 //! both on this machine and prints the variables. Without them the tests print a notice and
 //! pass, unless `SLAW_REQUIRE_SERVICES=1` (CI), where they fail.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kill9, slaw, text};
+use crate::common::{kill9, slaw, text};
 use slaw::store::scratch::{notice, services_required, ScratchDb, REQUIRE_VAR};
 use slaw::store::{now, Backend, Store, TrialRow};
 

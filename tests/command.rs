@@ -4,13 +4,11 @@
 //! survives malformed output, crashes, hangs and endless runs are ended and recorded, and a
 //! `kill -9` of `slaw run` or of a worker leaves no script behind and loses no trial.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{kill9, repo, slaw, text, Sandbox};
+use crate::common::{kill9, repo, slaw, text, Sandbox};
 use slaw::store::TrialState;
 
 /// How long a test waits for the store to reach a state.

@@ -2,11 +2,9 @@
 //! middle of a sweep, and of a worker holding a trial. A second run must finish the sweep with
 //! every trial completed exactly once, without running a finished trial again.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{kill9, synthetic_sweep, text, Sandbox};
+use crate::common::{kill9, synthetic_sweep, text, Sandbox};
 
 /// How long a test waits for the store to reach a state.
 const WAIT: Duration = Duration::from_secs(120);

@@ -1,9 +1,7 @@
 //! `slaw fit` and `slaw predict` end to end through the binary: on published data imported
 //! from CSV (Porian et al. 2024, MIT, in tests/fixtures) and on a real sweep trained by slaw.
 
-mod common;
-
-use common::{repo, synthetic_sweep, text, Sandbox};
+use crate::common::{repo, synthetic_sweep, text, Sandbox};
 use serde_json::Value;
 
 /// Porian's "Optimizer tuning (no decay)" optima on RefinedWeb, as a CSV of runs

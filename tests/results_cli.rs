@@ -1,9 +1,7 @@
 //! `slaw plot`, `query`, `export`, `show` and `report` end to end on a sweep trained by slaw,
 //! and what `slaw run` leaves in <sweep>/ beside its database.
 
-mod common;
-
-use common::{synthetic_sweep, text, Sandbox};
+use crate::common::{synthetic_sweep, text, Sandbox};
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");

@@ -1,4 +1,4 @@
-//! `slaw bench`: the time per training step of one model (see `exec::bench`), as JSON for
+//! `slaw bench`: the time per training step of one model (see `step_bench`), as JSON for
 //! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`; `slaw bench-claims`: the claim throughput of
 //! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`); `slaw bench-fit`:
 //! the seconds every fit and `--audit` take on a planted sweep (issue 22's budget: 30 s).
@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use slaw_train::config::Precision;
+use slaw_core::config::Precision;
 
 use super::exit::invalid;
 use super::host_profile::HostProfile;
 use super::out::{errln, outln};
-use crate::exec::bench::{step_time, BenchSpec};
-use crate::exec::parse_devices;
+use super::step_bench::{step_time, BenchSpec};
+use slaw::exec::parse_devices;
 
 /// What to time.
 #[derive(Debug, Args)]
@@ -94,7 +94,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         grad_clip: (!args.no_clip).then_some(1.0),
         stack: args.stack,
     };
-    if matches!(device, slaw_train::ComputeDevice::Cuda(_)) {
+    if matches!(device, slaw_core::ComputeDevice::Cuda(_)) {
         super::configure_kernel_cache(true);
     }
     let profile = args
@@ -148,7 +148,7 @@ pub(super) struct ClaimsArgs {
 }
 
 pub(super) async fn claims(args: ClaimsArgs) -> Result<ExitCode> {
-    use crate::exec::claims::bench_claims;
+    use super::bench_claims::bench_claims;
     let mut results = Vec::new();
     for &w in &args.workers {
         if w == 0 {
@@ -205,8 +205,7 @@ pub(super) struct MetricsArgs {
 }
 
 pub(super) async fn metrics(args: MetricsArgs) -> Result<ExitCode> {
-    let results =
-        crate::exec::metrics_bench::bench_metrics(&args.db, args.points, &args.rows).await?;
+    let results = super::bench_metrics::bench_metrics(&args.db, args.points, &args.rows).await?;
     for r in &results {
         outln!(
             "{:>4} points per statement: {} points stored in {:.2} s = {:.0} points per second",
@@ -237,7 +236,7 @@ pub(super) struct FitBenchArgs {
 }
 
 pub(super) fn fit(args: FitBenchArgs) -> Result<ExitCode> {
-    use crate::analysis::{audit, laws, planted};
+    use slaw::analysis::{audit, laws, planted};
     let obs = planted::sweep(args.sizes, args.budgets, args.rates, 0.005, 1);
     let config = laws::FitConfig {
         bootstrap: args.bootstrap,

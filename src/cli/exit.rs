@@ -13,12 +13,12 @@
 
 use std::process::ExitCode;
 
-use crate::analysis::AnalysisError;
-use crate::exec::ExecError;
-use crate::query::QueryError;
-use crate::spec::SpecError;
-use crate::store::StoreError;
-use crate::sweep::SweepError;
+use slaw::analysis::AnalysisError;
+use slaw::exec::ExecError;
+use slaw::query::QueryError;
+use slaw::spec::SpecError;
+use slaw::store::StoreError;
+use slaw::sweep::SweepError;
 
 /// Exit code for invalid input (a bad sweep file, argument, location or query).
 pub const INVALID: u8 = 2;
@@ -28,7 +28,7 @@ pub const INVALID: u8 = 2;
 pub const WORKER_DEVICE_FAILED: u8 = 3;
 /// Exit code of a worker whose database failed under it (file deleted or read-only, disk
 /// full): `slaw run` stops the whole run.
-pub const WORKER_STORE_FAILED: u8 = crate::exec::local::WORKER_STORE_FAILED as u8;
+pub const WORKER_STORE_FAILED: u8 = slaw::exec::local::WORKER_STORE_FAILED as u8;
 /// Exit code after Ctrl-C or SIGTERM.
 pub const INTERRUPTED: u8 = 130;
 
@@ -58,22 +58,18 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return e.is_invalid_input();
         }
         if let Some(e) = cause.downcast_ref::<AnalysisError>() {
-            return match e {
-                AnalysisError::Store(s) => s.is_invalid_input(),
-                AnalysisError::Input(_) | AnalysisError::NoFits(_) => true,
-            };
+            return analysis_invalid(e);
         }
         if let Some(e) = cause.downcast_ref::<ExecError>() {
-            return match e {
-                ExecError::Device(_) => true,
-                ExecError::Store(s) => s.is_invalid_input(),
-                _ => false,
-            };
+            return exec_invalid(e);
         }
         if let Some(e) = cause.downcast_ref::<SweepError>() {
             return match e {
-                SweepError::Unsupported(_) => true,
+                SweepError::Unsupported(_) | SweepError::Input(_) => true,
                 SweepError::Store(s) => s.is_invalid_input(),
+                SweepError::Exec(e) => exec_invalid(e),
+                SweepError::Analysis(e) => analysis_invalid(e),
+                SweepError::Plot(_) | SweepError::Io { .. } => false,
             };
         }
         false
@@ -82,6 +78,23 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         INVALID
     } else {
         1
+    }
+}
+
+/// Whether an analysis error is the user's input.
+fn analysis_invalid(e: &AnalysisError) -> bool {
+    match e {
+        AnalysisError::Store(s) => s.is_invalid_input(),
+        AnalysisError::Input(_) | AnalysisError::NoFits(_) => true,
+    }
+}
+
+/// Whether an executor's error is the user's input.
+fn exec_invalid(e: &ExecError) -> bool {
+    match e {
+        ExecError::Device(_) => true,
+        ExecError::Store(s) => s.is_invalid_input(),
+        _ => false,
     }
 }
 
@@ -151,7 +164,7 @@ mod tests {
             code_for(&anyhow::Error::new(ExecError::Worker("crashed".into()))),
             1
         );
-        let fault = StoreError::Fault(crate::store::Fault::Full {
+        let fault = StoreError::Fault(slaw::store::Fault::Full {
             detail: "database or disk is full".into(),
         });
         assert_eq!(code_for(&anyhow::Error::new(fault)), 1);

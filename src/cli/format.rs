@@ -2,11 +2,11 @@
 
 use comfy_table::{CellAlignment, Table};
 
-use crate::exec::worker::WorkerEvent;
-use crate::plan::Plan;
-pub use crate::report::units::{duration, lr, parse_si, si, table};
-use crate::store::{TrialRow, TrialState};
-use crate::sweep::SweepStatus;
+use slaw::exec::worker::WorkerEvent;
+use slaw::plan::Plan;
+pub use slaw::report::units::{duration, lr, parse_si, si, table};
+use slaw::store::{TrialRow, TrialState};
+use slaw::sweep::SweepStatus;
 
 fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |v| format!("{v:.digits$}"))
@@ -37,7 +37,7 @@ pub fn plan_table(plan: &Plan) -> String {
     for tr in &plan.trials {
         let c = tr.config.command().is_some();
         t.add_row(vec![
-            tr.key.clone(),
+            tr.key.to_string(),
             tr.size.clone(),
             known(tr.params as f64, c),
             known(tr.params_non_embedding as f64, c),
@@ -108,7 +108,7 @@ pub fn status(s: &SweepStatus) -> String {
         _ => String::new(),
     };
     out.push_str(&format!("progress: {}{eta}", s.progress.describe()));
-    if s.progress.basis == crate::sweep::progress::Basis::Compute && s.total_flops > 0.0 {
+    if s.progress.basis == slaw::sweep::progress::Basis::Compute && s.total_flops > 0.0 {
         out.push_str(&format!(
             " ({} of {} training FLOPs)",
             si(s.total_flops - s.remaining_flops),

@@ -2,12 +2,15 @@
 //! No logic lives here beyond argument handling, output formatting and exit codes.
 
 mod bench;
+mod bench_claims;
+mod bench_metrics;
 pub mod exit;
 mod format;
 mod host_profile;
 pub(crate) mod out;
 mod progress;
 mod results;
+mod step_bench;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -18,16 +21,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use slaw_train::ComputeDevice;
+use slaw_core::ComputeDevice;
+use slaw_train::train::trainer::CUDA_BUILT;
 
-use crate::exec::local::{run_local, FixedGrid, LocalOptions};
-use crate::exec::worker::{run_worker, WorkerEvent, WorkerOptions};
-use crate::exec::{parse_devices, ExecError};
-use crate::spec::{self, SpecError};
-use crate::store::{Store, TrialState, DEFAULT_DB};
-use crate::sweep;
+use crate::trainer::BurnTrainer;
+
 use exit::invalid;
 use out::{errln, out, outln};
+use slaw::exec::local::LocalOptions;
+use slaw::exec::worker::{run_worker, WorkerEvent, WorkerOptions};
+use slaw::exec::{parse_devices, ExecError};
+use slaw::spec::{self, SpecError};
+use slaw::store::{Location, Store, TrialState, DEFAULT_DB};
+use slaw::sweep::{self, run};
 
 /// Exit code for invalid input (a bad sweep file or argument).
 pub const EXIT_INVALID: u8 = exit::INVALID;
@@ -47,8 +53,13 @@ struct Cli {
 #[derive(Debug, Args, Clone)]
 struct DbArg {
     /// The result database: a SQLite file path or a postgres:// URL.
-    #[arg(long, env = "SLAW_DB", default_value = DEFAULT_DB)]
-    db: String,
+    #[arg(long, env = "SLAW_DB", default_value = DEFAULT_DB, value_parser = parse_location)]
+    db: Location,
+}
+
+/// Parses `--db` once, into the location every command then uses.
+fn parse_location(text: &str) -> Result<Location, String> {
+    Location::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,7 +69,7 @@ enum Command {
         /// The sweep file.
         file: PathBuf,
         /// The most trials the sweep may expand to.
-        #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+        #[arg(long, default_value_t = slaw::spec::DEFAULT_MAX_TRIALS)]
         max_trials: u64,
     },
     /// Print the expanded grid: every trial with its parameters and FLOPs.
@@ -69,7 +80,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// The most trials the sweep may expand to.
-        #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+        #[arg(long, default_value_t = slaw::spec::DEFAULT_MAX_TRIALS)]
         max_trials: u64,
     },
     /// Run every trial of a sweep that has not completed yet.
@@ -132,7 +143,7 @@ struct RunArgs {
     /// The sweep file.
     file: PathBuf,
     /// The most trials the sweep may expand to.
-    #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_TRIALS)]
+    #[arg(long, default_value_t = slaw::spec::DEFAULT_MAX_TRIALS)]
     max_trials: u64,
     #[command(flatten)]
     db: DbArg,
@@ -145,7 +156,7 @@ struct RunArgs {
     /// Trials run at once on each GPU: a count, or auto (from an estimate of each trial's
     /// memory); overrides the sweep's execution.per_device.
     #[arg(long)]
-    per_device: Option<crate::spec::PerDevice>,
+    per_device: Option<slaw::spec::PerDevice>,
     /// The CUDA Multi-Process Service, so that trials packed on one GPU run their kernels
     /// concurrently instead of taking turns: auto (when trials share a GPU and
     /// nvidia-cuda-mps-control is installed), on, or off (full isolation between trials: a
@@ -155,7 +166,7 @@ struct RunArgs {
     /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
     /// auto: 4 where a worker has a GPU to itself, else 1); overrides execution.stack.
     #[arg(long)]
-    stack: Option<crate::spec::Stack>,
+    stack: Option<slaw::spec::Stack>,
     /// A trial whose worker has not heartbeaten for this long is taken back.
     #[arg(long, default_value_t = 60.0)]
     lease_seconds: f64,
@@ -193,7 +204,7 @@ enum MpsArg {
     Off,
 }
 
-impl From<MpsArg> for crate::exec::mps::MpsMode {
+impl From<MpsArg> for slaw::exec::mps::MpsMode {
     fn from(a: MpsArg) -> Self {
         match a {
             MpsArg::Auto => Self::Auto,
@@ -239,7 +250,7 @@ struct WorkerArgs {
     /// The most trials of one shape trained as one stacked model (a count, 1 for none, or
     /// auto: 4 where a worker has a GPU to itself, else 1); overrides execution.stack.
     #[arg(long)]
-    stack: Option<crate::spec::Stack>,
+    stack: Option<slaw::spec::Stack>,
     /// Print nothing but errors.
     #[arg(long)]
     quiet: bool,
@@ -528,13 +539,13 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 /// Reads a sweep file allowing up to `max_trials` trials.
-fn load_spec(file: &Path, max_trials: u64) -> Result<(crate::spec::SweepSpec, String)> {
+fn load_spec(file: &Path, max_trials: u64) -> Result<(slaw::spec::SweepSpec, String)> {
     Ok(spec::load_with(file, &spec::Limits { max_trials })?)
 }
 
 fn validate(file: &Path, max_trials: u64) -> Result<ExitCode> {
     let (spec, _) = load_spec(file, max_trials)?;
-    let plan = crate::plan::expand(&spec);
+    let plan = slaw::plan::expand(&spec);
     let lrs = match spec.adaptive {
         Some(_) => format!(
             "an adaptive learning-rate search (coarse grid of {})",
@@ -569,7 +580,7 @@ fn validate(file: &Path, max_trials: u64) -> Result<ExitCode> {
 
 fn plan(file: &Path, json: bool, max_trials: u64) -> Result<ExitCode> {
     let (spec, _) = load_spec(file, max_trials)?;
-    let plan = crate::plan::expand(&spec);
+    let plan = slaw::plan::expand(&spec);
     if json {
         outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -590,36 +601,30 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         return register_only(&args, &spec, &yaml).await;
     }
     let devices = parse_devices(&args.device)?;
-    sweep::preflight(&spec, &devices)?;
+    sweep::preflight(&spec, &devices, CUDA_BUILT)?;
     let layout =
-        crate::exec::packing::layout(&spec, &devices, args.jobs, args.per_device, args.stack);
+        slaw::exec::packing::layout(&spec, &devices, args.jobs, args.per_device, args.stack);
     let store = open_writer(&args.db.db).await?;
-    let prepared =
-        sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
-    let counts = store.counts(prepared.sweep_id).await?;
+    let registered = run::register(&store, &spec, &yaml, &args.file).await?;
     outln!(
-        "sweep {}: {} trials ({} new, {} completed, {} to run) on {} with {} job{}{}; database {}",
-        spec.name,
-        prepared.plan.trials.len(),
-        prepared.sync.added,
-        counts.completed,
-        counts.claimable + counts.running,
+        "{} on {} with {} job{}{}; database {}",
+        registered_line(&spec, &registered),
         args.device,
         layout.slots.len(),
         if layout.slots.len() == 1 { "" } else { "s" },
         layout
             .per_device
             .map_or(String::new(), |k| format!(" ({k} per GPU)")),
-        redact(&args.db.db)
+        args.db.db
     );
-    if prepared.sync.retired > 0 {
+    if registered.prepared.sync.retired > 0 {
         outln!(
             "  {} stored trials are no longer in the sweep file; they are kept but left out",
-            prepared.sync.retired
+            registered.prepared.sync.retired
         );
     }
     // Dropped at the end of this function: the daemon outlives every worker of the run.
-    let mps = crate::exec::mps::prepare(args.mps.into(), &layout.slots)?;
+    let mps = slaw::exec::mps::prepare(args.mps.into(), &layout.slots)?;
     if layout.per_device.is_some() {
         outln!("  {}", mps.describe());
     }
@@ -635,48 +640,57 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         exe,
         db: args.db.db.clone(),
         sweep_name: spec.name.clone(),
-        sweep_id: prepared.sweep_id,
+        sweep_id: registered.prepared.sweep_id,
         slots: layout.slots.clone(),
         threads_per_job: layout.threads_per_job,
         worker_env: mps.worker_env(),
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         poll: Duration::from_millis(500),
-        stack: Some(crate::spec::Stack::Count(layout.stack as u32)),
+        stack: Some(slaw::spec::Stack::Count(layout.stack as u32)),
     };
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
     let mut view = progress::RunView::new(interactive, layout.slots.len());
-    let outcome = if spec.adaptive.is_some() {
-        let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
-        run_local(&store, &options, stop, &mut scheduler, &mut view).await?
-    } else {
-        run_local(&store, &options, stop, &mut FixedGrid, &mut view).await?
-    };
+    let result = run::execute(
+        &store,
+        &spec,
+        registered.prepared.sweep_id,
+        &options,
+        stop,
+        &mut view,
+    )
+    .await;
     view.finish();
     drop(mps);
-    finish_run(&store, &spec, &args, outcome).await
+    finish_run(&store, &spec, &args, &result?).await
+}
+
+/// The first line of a run: the sweep and its trials by what they need.
+fn registered_line(spec: &slaw::spec::SweepSpec, registered: &run::Registered) -> String {
+    let counts = &registered.counts;
+    format!(
+        "sweep {}: {} trials ({} new, {} completed, {} to run)",
+        spec.name,
+        registered.prepared.plan.trials.len(),
+        registered.prepared.sync.added,
+        counts.completed,
+        counts.claimable + counts.running,
+    )
 }
 
 /// `slaw run --executor none`: the sweep and its trials are stored; workers run them.
 async fn register_only(
     args: &RunArgs,
-    spec: &crate::spec::SweepSpec,
+    spec: &slaw::spec::SweepSpec,
     yaml: &str,
 ) -> Result<ExitCode> {
     let store = open_writer(&args.db.db).await?;
-    let prepared =
-        sweep::prepare(&store, spec, yaml, Some(&args.file.display().to_string())).await?;
-    let counts = store.counts(prepared.sweep_id).await?;
+    let registered = run::register(&store, spec, yaml, &args.file).await?;
     store.close().await;
     outln!(
-        "sweep {}: {} trials ({} new, {} completed, {} to run) registered in {}; start workers \
-         with `slaw worker --db ... --sweep {}`",
-        spec.name,
-        prepared.plan.trials.len(),
-        prepared.sync.added,
-        counts.completed,
-        counts.claimable + counts.running,
-        redact(&args.db.db),
+        "{} registered in {}; start workers with `slaw worker --db ... --sweep {}`",
+        registered_line(spec, &registered),
+        args.db.db,
         spec.name
     );
     Ok(ExitCode::SUCCESS)
@@ -685,49 +699,71 @@ async fn register_only(
 /// The summary, the fits and the exit code at the end of a run.
 async fn finish_run(
     store: &Store,
-    spec: &crate::spec::SweepSpec,
+    spec: &slaw::spec::SweepSpec,
     args: &RunArgs,
-    outcome: crate::exec::local::LocalOutcome,
+    outcome: &slaw::exec::RunOutcome,
 ) -> Result<ExitCode> {
-    let status = sweep::status(store, &store.sweep(&spec.name).await?).await?;
-    outln!("{}", format::run_summary(&status, outcome.wall_seconds));
-    if !outcome.interrupted && !args.no_fit && outcome.counts.completed > 0 {
-        let dir = args
-            .out
-            .clone()
-            .unwrap_or_else(|| results::default_dir(&args.db.db, &spec.name));
-        fit_after_run(store, &spec.name, &dir).await?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.db.db.results_dir(&spec.name));
+    let fit_dir = (!args.no_fit).then_some(&dir);
+    let end = run::conclude(store, &spec.name, outcome, fit_dir).await?;
+    outln!(
+        "{}",
+        format::run_summary(&end.status, outcome.run.wall_seconds)
+    );
+    if let Some(fits) = &end.fits {
+        out!("\n{}", slaw::report::text::fit_summary(&fits.report));
+        outln!(
+            "stored as fits {:?}; `slaw predict --sweep {} ...` uses them",
+            fits.ids,
+            spec.name
+        );
+        // The sweep and its fits are stored: a figure that cannot be drawn is reported, not fatal.
+        match &fits.figures {
+            Ok(written) => {
+                outln!("\nfigures and report in {}/:", dir.display());
+                for f in &written.figures {
+                    outln!("  {}  {}", f.path.display(), f.title);
+                }
+                outln!("  {}  the HTML report", written.report.display());
+            }
+            Err(e) => errln!("slaw: warning: figures and report not written: {e}"),
+        }
     }
     store.close().await;
-    if outcome.interrupted {
+    if outcome.run.interrupted {
         outln!("interrupted: run the same command again to finish the sweep");
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
-    if outcome.counts.failed > 0 {
+    if outcome.left > 0 {
+        outln!(
+            "{} trial(s) were not run: run the same command again to submit them",
+            outcome.left
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if outcome.run.counts.failed > 0 {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A database location fit for printing: the password of a URL is replaced by `***`.
-fn redact(location: &str) -> String {
-    crate::store::redact_url(location)
-}
-
 /// `slaw run --executor slurm`: job arrays of workers against a shared database.
 async fn run_on_slurm(
     args: RunArgs,
-    spec: crate::spec::SweepSpec,
+    spec: slaw::spec::SweepSpec,
     yaml: String,
 ) -> Result<ExitCode> {
-    use crate::exec::slurm::{run_slurm, SlurmOptions};
+    use slaw::exec::slurm::SlurmOptions;
     let slurm = spec.slurm.clone().unwrap_or_default();
     let device = if slurm.gpus_per_trial > 0 {
         ComputeDevice::Cuda(0)
     } else {
         ComputeDevice::Cpu
     };
-    sweep::preflight(&spec, std::slice::from_ref(&device))?;
+    sweep::preflight(&spec, std::slice::from_ref(&device), CUDA_BUILT)?;
     if args.device != "cpu"
         || args.jobs.is_some()
         || args.per_device.is_some()
@@ -739,26 +775,16 @@ async fn run_on_slurm(
         );
     }
     let cwd = std::env::current_dir().context("reading the working directory")?;
-    let db = if args.db.db.contains("://") && !args.db.db.starts_with("sqlite:") {
-        args.db.db.clone()
-    } else {
-        let path = args
-            .db
-            .db
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let absolute = cwd.join(path);
+    let db = args.db.db.absolute(&cwd);
+    if let Some(path) = db.sqlite_path() {
         errln!(
             "slaw: warning: the tasks use the SQLite file {}: every node must see it on a file \
              system with working locks (not NFS); use a postgres:// database on a cluster",
-            absolute.display()
+            path.display()
         );
-        absolute.display().to_string()
-    };
+    }
     let store = open_writer(&db).await?;
-    let prepared =
-        sweep::prepare(&store, &spec, &yaml, Some(&args.file.display().to_string())).await?;
-    let counts = store.counts(prepared.sweep_id).await?;
+    let registered = run::register(&store, &spec, &yaml, &args.file).await?;
     let log_dir = cwd.join(
         slurm
             .log_dir
@@ -766,22 +792,22 @@ async fn run_on_slurm(
             .unwrap_or_else(|| Path::new("results").join(&spec.name).join("slurm")),
     );
     outln!(
-        "sweep {}: {} trials ({} new, {} completed, {} to run) on Slurm ({} CPU{}{} per task); database {}",
-        spec.name,
-        prepared.plan.trials.len(),
-        prepared.sync.added,
-        counts.completed,
-        counts.claimable + counts.running,
+        "{} on Slurm ({} CPU{}{} per task); database {}",
+        registered_line(&spec, &registered),
         slurm.cpus,
         if slurm.cpus == 1 { "" } else { "s" },
-        if slurm.gpus_per_trial > 0 { ", 1 GPU" } else { "" },
-        redact(&db)
+        if slurm.gpus_per_trial > 0 {
+            ", 1 GPU"
+        } else {
+            ""
+        },
+        db
     );
     let options = SlurmOptions {
         exe: std::env::current_exe().context("locating the slaw executable")?,
         db,
         sweep_name: spec.name.clone(),
-        sweep_id: prepared.sweep_id,
+        sweep_id: registered.prepared.sweep_id,
         spec: slurm,
         log_dir,
         lease_seconds: args.lease_seconds,
@@ -792,12 +818,15 @@ async fn run_on_slurm(
     let stop = stop_flag(true);
     let interactive = std::io::stderr().is_terminal() && !args.no_progress;
     let mut view = progress::RunView::new(interactive, 0);
-    let result = if spec.adaptive.is_some() {
-        let mut scheduler = sweep::AdaptiveScheduler::new(prepared.sweep_id, spec.clone());
-        run_slurm(&store, &options, stop, &mut scheduler, &mut view).await
-    } else {
-        run_slurm(&store, &options, stop, &mut FixedGrid, &mut view).await
-    };
+    let result = run::execute(
+        &store,
+        &spec,
+        registered.prepared.sweep_id,
+        &options,
+        stop,
+        &mut view,
+    )
+    .await;
     view.finish();
     let outcome = result?;
     if args.detach {
@@ -809,15 +838,7 @@ async fn run_on_slurm(
         store.close().await;
         return Ok(ExitCode::SUCCESS);
     }
-    let code = finish_run(&store, &spec, &args, outcome.run).await?;
-    if outcome.left > 0 && !outcome.run.interrupted {
-        outln!(
-            "{} trial(s) were not run: run the same command again to submit them",
-            outcome.left
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(code)
+    finish_run(&store, &spec, &args, &outcome).await
 }
 
 async fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -826,8 +847,8 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         invalid!("a worker runs on one device; start one worker per GPU");
     };
     // Before the store's connection threads start: this sets the CUDA driver's cache variables.
-    if matches!(device, ComputeDevice::Cuda(_)) && slaw_train::trainer::CUDA_BUILT {
-        crate::exec::worker::install_device_panic_hook();
+    if matches!(device, ComputeDevice::Cuda(_)) && CUDA_BUILT {
+        slaw::exec::worker::install_device_panic_hook();
         configure_kernel_cache(args.quiet);
     }
     // A worker never creates a database: where the file of a running sweep was deleted, a
@@ -838,7 +859,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let sweep_id = match &args.sweep {
         Some(name) => {
             let row = store.sweep(name).await?;
-            sweep::preflight(&row.spec()?, &devices)?;
+            sweep::preflight(&row.spec()?, &devices, CUDA_BUILT)?;
             row.id
         }
         None => -1,
@@ -850,9 +871,9 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         lease_seconds: args.lease_seconds,
         heartbeat_seconds: args.heartbeat_seconds,
         max_trials: args.max_trials,
-        identity: crate::store::worker_identity(),
+        identity: slaw::store::worker_identity(),
         exit_after_failure: matches!(device, ComputeDevice::Cuda(_)),
-        slurm_job: crate::store::slurm_task(),
+        slurm_job: slaw::store::slurm_task(),
         linger: args.linger,
         stack: args.stack,
     };
@@ -872,7 +893,15 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         }
         outln!("{}", format::worker_event(&event));
     };
-    let report = match run_worker(&store, &options, stop.clone(), &mut log).await {
+    let report = match run_worker(
+        &store,
+        &options,
+        BurnTrainer::shared(),
+        stop.clone(),
+        &mut log,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(ExecError::DeviceFailed(e)) => {
             // The trial is recorded; a training thread may be stuck on the dead device, so
@@ -907,7 +936,7 @@ async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCode> {
+async fn status(db: &Location, sweep_name: Option<&str>, json: bool) -> Result<ExitCode> {
     let store = open_reader(db).await?;
     let sweeps = match sweep_name {
         Some(name) => vec![store.sweep(name).await?],
@@ -920,7 +949,7 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
     if json {
         outln!("{}", serde_json::to_string_pretty(&all)?);
     } else if all.is_empty() {
-        outln!("no sweeps in {}", redact(db));
+        outln!("no sweeps in {db}");
     } else {
         for s in &all {
             outln!("{}", format::status(s));
@@ -933,7 +962,7 @@ async fn status(db: &str, sweep_name: Option<&str>, json: bool) -> Result<ExitCo
 /// (`off`: CubeCL's defaults), `$SLAW_PTX_CACHE=off` keeps autotune results but not compiled
 /// kernels.
 pub(crate) fn configure_kernel_cache(quiet: bool) {
-    use slaw_train::trainer::{set_kernel_cache, KernelCache};
+    use slaw_train::train::trainer::{set_kernel_cache, KernelCache};
     if std::env::var_os("SLAW_KERNEL_CACHE").is_some_and(|v| v == "off") {
         return;
     }
@@ -965,7 +994,7 @@ fn kernel_cache_dir() -> PathBuf {
 }
 
 /// The sweep named `name`, or the only sweep in the store.
-async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<crate::store::SweepRow> {
+async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<slaw::store::SweepRow> {
     if let Some(name) = name {
         return Ok(store.sweep(name).await?);
     }
@@ -986,45 +1015,28 @@ async fn pick_sweep(store: &Store, name: Option<&str>) -> Result<crate::store::S
 
 /// Opens the database for a command that only reads: nothing is created, migrated or
 /// written (a missing, empty or foreign database is an error, exit code 2).
-async fn open_reader(db: &str) -> Result<Store> {
+async fn open_reader(db: &Location) -> Result<Store> {
     Store::open_read_only(db).await.map_err(|e| located(e, db))
 }
 
 /// Opens (creating and migrating as needed) the database for a command that writes.
-async fn open_writer(db: &str) -> Result<Store> {
+async fn open_writer(db: &Location) -> Result<Store> {
     Store::open(db).await.map_err(|e| located(e, db))
 }
 
 /// A store error with the location added where the error does not name it.
-fn located(e: crate::store::StoreError, db: &str) -> anyhow::Error {
-    use crate::store::StoreError;
+fn located(e: slaw::store::StoreError, db: &Location) -> anyhow::Error {
+    use slaw::store::StoreError;
     match e {
         StoreError::Sql(_) | StoreError::Migrate(_) => {
-            anyhow::Error::new(e).context(format!("opening {}", redact(db)))
+            anyhow::Error::new(e).context(format!("opening {db}"))
         }
         other => other.into(),
     }
 }
 
-/// Fits every law on a finished sweep, stores the fits and prints them (the end of `slaw run`).
-async fn fit_after_run(store: &Store, sweep: &str, dir: &Path) -> Result<()> {
-    use crate::analysis::{self, laws, observations};
-    let row = store.sweep(sweep).await?;
-    let obs = observations::from_sweep(store, &row, observations::ParamsCount::Total).await?;
-    let config = laws::FitConfig::default();
-    let report = laws::fit_all(&obs, &[], &config);
-    let ids = analysis::save(store, &obs, &report, &config).await?;
-    out!("\n{}", crate::report::text::fit_summary(&report));
-    outln!("stored as fits {ids:?}; `slaw predict --sweep {sweep} ...` uses them");
-    // The sweep and its fits are stored: a figure that cannot be drawn is reported, not fatal.
-    if let Err(e) = results::figures_after_run(store, &row, dir).await {
-        errln!("slaw: warning: figures and report not written: {e:#}");
-    }
-    Ok(())
-}
-
 async fn fit(args: FitArgs) -> Result<ExitCode> {
-    use crate::analysis::{self, laws, observations};
+    use slaw::analysis::{self, laws, observations};
     let store = if args.import.is_some() {
         open_writer(&args.db.db).await?
     } else {
@@ -1087,22 +1099,22 @@ async fn fit(args: FitArgs) -> Result<ExitCode> {
             }))?
         );
     } else {
-        out!("{}", crate::report::text::fit_summary(&report));
+        out!("{}", slaw::report::text::fit_summary(&report));
         if let Some((size, rows)) = &backtest {
-            out!("\n{}", crate::report::text::backtest(size, rows));
+            out!("\n{}", slaw::report::text::backtest(size, rows));
         }
         if let Some(a) = &audit {
-            out!("\n{}", crate::report::text::audit(a));
+            out!("\n{}", slaw::report::text::audit(a));
         }
-        outln!("\nstored as fits {:?} in {}", ids, redact(&args.db.db));
+        outln!("\nstored as fits {:?} in {}", ids, args.db.db);
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn predict(args: PredictArgs) -> Result<ExitCode> {
-    use crate::analysis::stored;
-    use crate::analysis::{self, predict};
+    use slaw::analysis::stored;
+    use slaw::analysis::{self, predict};
     let store = open_reader(&args.db.db).await?;
     let (source, per_epoch, file_hash) = match &args.import {
         Some(path) => {
@@ -1149,7 +1161,7 @@ async fn predict(args: PredictArgs) -> Result<ExitCode> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&prediction)?);
     } else {
-        out!("{}", crate::report::text::prediction(&prediction));
+        out!("{}", slaw::report::text::prediction(&prediction));
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -9,8 +9,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::format::{duration, finished_line, lr};
 use super::out::{escape_controls, outln};
-use crate::exec::local::{Note, Observer, Snapshot};
-use crate::sweep::progress::{estimate, TrialWork};
+use slaw::exec::local::{Note, Observer, Snapshot};
+use slaw::sweep::progress::{estimate, TrialWork};
 
 /// Resolution of the compute bar.
 const BAR_UNITS: u64 = 1_000_000;

@@ -1,7 +1,6 @@
-//! The commands that read results: `query`, `export`, `show`, `plot`, `report`, and the figures
-//! and report that `run` writes at the end of a sweep.
+//! The commands that read results: `query`, `export`, `show`, `plot`, `report` (the figures
+//! and the report themselves are made by `slaw::sweep::results`).
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -13,13 +12,11 @@ use super::{
     open_reader, pick_sweep, ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs,
     QueryFormat, ReportArgs,
 };
-use crate::analysis::laws::{fit_all, FitConfig, FitReport};
-use crate::analysis::load_report;
-use crate::analysis::observations::{from_sweep, Observations, ParamsCount};
-use crate::plot::{draw_all, Format};
-use crate::query::{self, TableFormat};
-use crate::report::{render_html, utc, EmbeddedFigure, ReportInput};
-use crate::store::{MetricRow, ResultTable, Store, SweepRow, TrialState, Value};
+use slaw::plot::Format;
+use slaw::query::{self, TableFormat};
+use slaw::report::utc;
+use slaw::store::{Location, ResultTable, Value};
+use slaw::sweep::results;
 
 fn value_text(v: &Value) -> String {
     match v {
@@ -64,7 +61,7 @@ pub(super) async fn query(args: QueryArgs) -> Result<ExitCode> {
         (Some(path), Some(_)) => Some(query::Output::prepare(path, &args.db.db)?),
         (None, _) => None,
     };
-    let limits = crate::store::QueryLimits {
+    let limits = slaw::store::QueryLimits {
         timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.001)),
         max_rows: args.max_rows,
         ..Default::default()
@@ -110,7 +107,7 @@ pub(super) async fn export(args: ExportArgs) -> Result<ExitCode> {
 /// Lines of a command trial's output that `slaw show` prints.
 const SHOW_LOG_LINES: usize = 30;
 
-pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
+pub(super) async fn show(db: &Location, key: &str, json: bool) -> Result<ExitCode> {
     let store = open_reader(db).await?;
     let mut found = store.trial_by_key(key).await?;
     let trial = match found.len() {
@@ -176,7 +173,7 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
         when(t.finished_at),
         t.wall_seconds.map_or("–".into(), duration)
     );
-    if t.state == TrialState::Completed {
+    if t.state == slaw::store::TrialState::Completed {
         outln!(
             "  final: train loss {}, validation loss {}, accuracy {}; best validation loss {}",
             t.final_train_loss.map_or("–".into(), |v| format!("{v:.4}")),
@@ -241,95 +238,18 @@ pub(super) async fn show(db: &str, key: &str, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The sweep's observations and laws: the stored fits when they cover the current runs,
-/// otherwise fitted now, in memory only (`plot` and `report` only read; `slaw fit` stores fits).
-async fn laws(store: &Store, sweep: &SweepRow) -> Result<(Observations, FitReport)> {
-    let obs = from_sweep(store, sweep, ParamsCount::Total).await?;
-    let source = format!("sweep:{}", sweep.name);
-    if let Ok(report) = load_report(store, &source).await {
-        if report.runs == obs.runs.len() && report.params_count == ParamsCount::Total {
-            return Ok((obs, report));
-        }
-    }
-    let report = fit_all(&obs, &[], &FitConfig::default());
-    Ok((obs, report))
-}
-
-/// Training curves of the best trial of each size at its largest budget, or of `keys`.
-async fn curves(
-    store: &Store,
-    sweep: &SweepRow,
-    keys: &[String],
-) -> Result<Vec<(String, Vec<MetricRow>)>> {
-    let trials = store.trials(sweep.id).await?;
-    let chosen: Vec<_> = if keys.is_empty() {
-        let mut best: Vec<&crate::store::TrialRow> = Vec::new();
-        for t in trials.iter().filter(|t| t.state == TrialState::Completed) {
-            let Some(loss) = t.final_val_loss else {
-                continue;
-            };
-            match best.iter_mut().find(|b| b.size_index == t.size_index) {
-                Some(b) if b.epochs > t.epochs => {}
-                Some(b)
-                    if b.epochs == t.epochs && b.final_val_loss.is_some_and(|bl| bl <= loss) => {}
-                Some(b) => *b = t,
-                None => best.push(t),
-            }
-        }
-        best.sort_by_key(|t| t.size_index);
-        best
-    } else {
-        keys.iter()
-            .map(|k| {
-                let matches: Vec<_> = trials
-                    .iter()
-                    .filter(|t| t.key.starts_with(k.as_str()))
-                    .collect();
-                match matches.as_slice() {
-                    [one] => Ok(*one),
-                    [] => invalid!(
-                        "--trials: no trial of sweep {} starts with {k:?}",
-                        sweep.name
-                    ),
-                    _ => invalid!("--trials: several trials start with {k:?}"),
-                }
-            })
-            .collect::<Result<_>>()?
-    };
-    let mut out = Vec::new();
-    for t in chosen {
-        let label = format!("{} ({} epochs, lr {})", t.size_name, t.epochs, lr(t.lr));
-        out.push((label, store.metrics(t.id).await?));
-    }
-    Ok(out)
-}
-
-/// Where a sweep's figures and report go by default: `<sweep>/` beside a SQLite database
-/// (`results/<sweep>/` for the default `results/slaw.db`), `results/<sweep>/` for PostgreSQL.
-pub(super) fn default_dir(db: &str, sweep: &str) -> PathBuf {
-    match crate::store::Location::parse(db) {
-        Ok(crate::store::Location::Sqlite(path)) => path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join(sweep),
-        _ => Path::new("results").join(sweep),
-    }
-}
-
 pub(super) async fn plot(args: PlotArgs) -> Result<ExitCode> {
     let store = open_reader(&args.db.db).await?;
     let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
-    let (obs, report) = laws(&store, &sweep).await?;
-    let curves = curves(&store, &sweep, &args.trials).await?;
     let dir = args
         .out
-        .unwrap_or_else(|| default_dir(&args.db.db, &sweep.name));
+        .unwrap_or_else(|| args.db.db.results_dir(&sweep.name));
     let format = match args.format {
         FigureFormat::Png => Format::Png,
         FigureFormat::Svg => Format::Svg,
     };
-    let figures = draw_all(&obs, &report, &curves, &dir, format)
+    let figures = results::draw(&store, &sweep, &args.trials, &dir, format)
+        .await
         .with_context(|| format!("drawing into {}", dir.display()))?;
     store.close().await;
     for f in &figures {
@@ -338,64 +258,14 @@ pub(super) async fn plot(args: PlotArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the HTML report of `sweep` to `path` (figures as inline SVG).
-pub(super) async fn write_report(store: &Store, sweep: &SweepRow, path: &Path) -> Result<()> {
-    let (obs, report) = laws(store, sweep).await?;
-    let curves = curves(store, sweep, &[]).await?;
-    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    let drawn = draw_all(&obs, &report, &curves, tmp.path(), Format::Svg)?;
-    let figures: Vec<EmbeddedFigure> = drawn
-        .iter()
-        .map(|f| {
-            Ok(EmbeddedFigure {
-                title: f.title.clone(),
-                svg: std::fs::read_to_string(&f.path)?,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let status = crate::sweep::status(store, sweep).await?;
-    let trials = store.trials(sweep.id).await?;
-    let audit = crate::analysis::stored::load_audit(store, &obs.source).await?;
-    let html = render_html(&ReportInput {
-        sweep,
-        status: &status,
-        trials: &trials,
-        fits: Some(&report),
-        audit: audit.as_ref(),
-        figures: &figures,
-        generated_at: crate::store::now(),
-    });
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 pub(super) async fn report(args: ReportArgs) -> Result<ExitCode> {
     let store = open_reader(&args.db.db).await?;
     let sweep = pick_sweep(&store, args.sweep.as_deref()).await?;
     let path = args
         .out
-        .unwrap_or_else(|| default_dir(&args.db.db, &sweep.name).join("report.html"));
-    write_report(&store, &sweep, &path).await?;
+        .unwrap_or_else(|| args.db.db.results_dir(&sweep.name).join("report.html"));
+    results::write_report(&store, &sweep, &path).await?;
     store.close().await;
     outln!("{}", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// What `run` writes at the end: PNG figures and the HTML report in `dir` (`--out`, else
-/// [`default_dir`]).
-pub(super) async fn figures_after_run(store: &Store, sweep: &SweepRow, dir: &Path) -> Result<()> {
-    let (obs, report) = laws(store, sweep).await?;
-    let curves = curves(store, sweep, &[]).await?;
-    let figures = draw_all(&obs, &report, &curves, dir, Format::Png)?;
-    let html = dir.join("report.html");
-    write_report(store, sweep, &html).await?;
-    outln!("\nfigures and report in {}/:", dir.display());
-    for f in &figures {
-        outln!("  {}  {}", f.path.display(), f.title);
-    }
-    outln!("  {}  the HTML report", html.display());
-    Ok(())
 }

@@ -138,6 +138,7 @@ impl Sandbox {
 }
 
 /// SIGKILL to a child the test started, then reaps it.
+#[allow(unsafe_code)]
 pub fn kill9(child: &mut Child) {
     // SAFETY: a signal to a process this test spawned and has not reaped yet.
     unsafe {

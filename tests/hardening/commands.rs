@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use slaw::store::TrialState;
 
-use crate::command_sweep;
+use super::command_sweep;
 use crate::common::{text, Sandbox};
 
 /// Whether `pid` names a live process (a zombie counts as dead).

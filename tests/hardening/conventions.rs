@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use super::{command_sweep, quick_db, slaw_in};
 use crate::common::{repo, slaw, text, Sandbox};
-use crate::{command_sweep, quick_db, slaw_in};
 
 /// Runs `args` with standard output read for one line and then closed.
 fn first_line_then_close(sb: &Sandbox, args: &[&str]) -> (Option<i32>, String, String) {

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use slaw::store::scratch::ScratchDb;
 use slaw::store::{Backend, Store};
 
+use super::{command_sweep, quick_db, slaw_in};
 use crate::common::{slaw, text, Sandbox};
-use crate::{command_sweep, quick_db, slaw_in};
 
 fn digest(path: &std::path::Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();

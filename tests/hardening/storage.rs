@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use slaw::store::scratch::{notice, services_required};
 use slaw::store::{Store, TrialState};
 
-use crate::command_sweep;
+use super::command_sweep;
 use crate::common::{slaw, Sandbox};
 
 /// A sweep of `trials` command trials of about a second each.
@@ -155,6 +155,7 @@ impl SmallDisk {
             .is_ok_and(|s| s.success());
         if !ok {
             // SAFETY: geteuid has no preconditions.
+            #[allow(unsafe_code)]
             let root = unsafe { libc::geteuid() } == 0;
             let why = "cannot mount a small tmpfs (needs root)";
             if root && services_required() {

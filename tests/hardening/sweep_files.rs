@@ -6,8 +6,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use super::slaw_in;
 use crate::common::{repo, Sandbox};
-use crate::slaw_in;
 
 fn validate(sb: &Sandbox, name: &str, yaml: &str, extra: &[&str]) -> (Option<i32>, String) {
     let file = sb.write(name, yaml);
