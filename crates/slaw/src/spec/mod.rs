@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use slaw_core::config::{
-    Activation, AimConfig, ConvNetConfig, DataConfig, EvalConfig, FashionSource, MlpConfig,
-    ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
+    Activation, DataConfig, EvalConfig, ModelConfig, OptimConfig, Optimizer, Precision, Schedule,
 };
 
 pub use bounds::{Limits, DEFAULT_MAX_TRIALS, MAX_BYTES, MAX_DEPTH};

@@ -4,7 +4,17 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::*;
+use slaw_core::config::{
+    Activation, AimConfig, ConvNetConfig, DataConfig, EvalConfig, FashionSource, MlpConfig,
+    ModelConfig, OptimConfig, Optimizer, Pool, Precision, Schedule, Spacing, VitConfig,
+};
+
+use super::file::{
+    foreign_fields, DataSection, DatasetName, ExecutionSection, Family, LrSection, ModelSection,
+    OptimizerName, OptimizerSection, SweepFile,
+};
+use super::slurm;
+use super::{AdaptiveLr, BurnSpec, ModelSize, PerDevice, Stack, SweepSpec, Trainer};
 
 /// Problems found during validation, before positions are attached.
 #[derive(Default)]
