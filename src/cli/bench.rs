@@ -95,7 +95,7 @@ pub(super) fn bench(args: BenchArgs) -> Result<ExitCode> {
         stack: args.stack,
     };
     if matches!(device, slaw_core::ComputeDevice::Cuda(_)) {
-        super::configure_kernel_cache(true);
+        super::run::configure_kernel_cache(true);
     }
     let profile = args
         .host_profile

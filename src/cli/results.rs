@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use super::exit::invalid;
 use super::format::{duration, lr, si, table};
 use super::out::{errln, out, outln};
-use super::{
-    open_reader, pick_sweep, ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs,
-    QueryFormat, ReportArgs,
+use super::args::{
+    ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs, QueryFormat, ReportArgs,
 };
+use super::{open_reader, pick_sweep};
 use slaw::plot::Format;
 use slaw::query::{self, TableFormat};
 use slaw::report::utc;
