@@ -6,7 +6,7 @@ use anyhow::Result;
 use slaw::store::Store;
 
 use super::args::{FitArgs, FitMethod, ParamsArg, PredictArgs};
-use super::exit::invalid;
+use super::exit::{self, invalid};
 use super::out::{out, outln};
 use super::{located, open_reader, open_writer, pick_sweep};
 

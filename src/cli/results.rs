@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::exit::invalid;
-use super::format::{duration, lr, si, table};
-use super::out::{errln, out, outln};
 use super::args::{
     ExportArgs, ExportFormat, FigureFormat, PlotArgs, QueryArgs, QueryFormat, ReportArgs,
 };
+use super::exit::invalid;
+use super::format::{duration, lr, si, table};
+use super::out::{errln, out, outln};
 use super::{open_reader, pick_sweep};
 use slaw::plot::Format;
 use slaw::query::{self, TableFormat};

@@ -99,7 +99,10 @@ pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 /// The first line of a run: the sweep and its trials by what they need.
-pub(super) fn registered_line(spec: &slaw::spec::SweepSpec, registered: &run::Registered) -> String {
+pub(super) fn registered_line(
+    spec: &slaw::spec::SweepSpec,
+    registered: &run::Registered,
+) -> String {
     let counts = &registered.counts;
     format!(
         "sweep {}: {} trials ({} new, {} completed, {} to run)",

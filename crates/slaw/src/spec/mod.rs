@@ -17,9 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use slaw_core::config::{
-    Activation, DataConfig, EvalConfig, ModelConfig, OptimConfig, Optimizer, Precision, Schedule,
-};
+use slaw_core::config::{DataConfig, EvalConfig, ModelConfig, OptimConfig, Precision};
 
 pub use bounds::{Limits, DEFAULT_MAX_TRIALS, MAX_BYTES, MAX_DEPTH};
 pub use command::{CommandSize, CommandSpec};

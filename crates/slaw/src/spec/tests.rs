@@ -1,3 +1,7 @@
+//! The sweep file's tests: parsing, validation messages with positions, defaults, limits.
+
+use slaw_core::config::{Activation, Optimizer, Schedule};
+
 use super::*;
 
 const GOOD: &str = "\
