@@ -7,7 +7,7 @@
 //!
 //! The crate is in three folders:
 //! - [`models`]: the Burn modules of every family (MLP, ViT, stacked ViT, ConvNet, AIM).
-//! - [`train`]: the training loop, its optimisers, schedules, clipping and data.
+//! - [`train`](mod@train): the training loop, its optimisers, schedules, clipping and data.
 //! - [`ops`]: slaw's own operations and kernels (`ops/<op>/{mod,cpu,cuda}.rs`).
 //!
 //! The trial vocabulary (configurations, costs, the reports of [`train::trainer::Reporter`])

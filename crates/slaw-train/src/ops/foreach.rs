@@ -5,7 +5,7 @@
 //! Burn has no such operation: summing the squares tensor by tensor costs a reduction launch per
 //! gradient, and concatenating the gradients first costs a copy launch per gradient (126 per
 //! step for the sweep's largest ViT, `docs/PERFORMANCE.md`). On slaw's CUDA backend (f32) this
-//! module runs a CubeCL kernel that reads up to [`cuda::GROUP`] tensors per launch and writes one
+//! module runs a CubeCL kernel that reads up to `cuda::GROUP` tensors per launch and writes one
 //! partial sum per thread block; one Burn reduction adds the partial sums. On slaw's CPU backend
 //! (f32) it sums each tensor in one pass where it lies. Every other backend (bf16) takes the
 //! concatenation.

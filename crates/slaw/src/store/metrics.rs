@@ -76,7 +76,7 @@ impl Store {
     /// Stores evaluation points of the claimed attempt, each with a JSON object of further
     /// metrics. A point whose step is stored already is merged into it: values given now
     /// replace stored ones, missing ones keep them. Points go in multi-row statements of up to
-    /// [`ROWS_PER_INSERT`] (one transaction), so that a trainer's 200 000 points take seconds,
+    /// `ROWS_PER_INSERT` (one transaction), so that a trainer's 200 000 points take seconds,
     /// not minutes.
     pub async fn upsert_metrics(
         &self,
