@@ -1,6 +1,6 @@
 //! `slaw bench`: the time per training step of one model (see `step_bench`), as JSON for
 //! `bench/run_gpu.sh` and `docs/PERFORMANCE.md`; `slaw bench-claims`: the claim throughput of
-//! concurrent workers on a database (see `exec::claims`, `docs/CLUSTER.md`); `slaw bench-fit`:
+//! concurrent workers on a database (see `bench_claims`, `docs/CLUSTER.md`); `slaw bench-fit`:
 //! the seconds every fit and `--audit` take on a planted sweep (issue 22's budget: 30 s).
 
 use std::path::PathBuf;
