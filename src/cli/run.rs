@@ -143,7 +143,7 @@ pub(super) async fn finish_run(
         .out
         .clone()
         .unwrap_or_else(|| args.db.db.results_dir(&spec.name));
-    let fit_dir = (!args.no_fit).then_some(&dir);
+    let fit_dir = (!args.no_fit).then_some(dir.as_path());
     let end = run::conclude(store, &spec.name, outcome, fit_dir).await?;
     outln!(
         "{}",

@@ -216,7 +216,9 @@ pub async fn run_worker(
         let info = &sweeps[&claimed.sweep_id];
         // Trials that can share a stack with this one join it, up to the stack limit.
         let mut members = vec![claimed];
-        let stackable_config = burn_config(&members[0])
+        let stackable_config = members[0]
+            .config
+            .burn()
             .filter(|c| trainer.stackable(c, c))
             .cloned();
         if let Some(config) = stackable_config {
@@ -383,14 +385,6 @@ enum ThreadResult {
     Failed(String),
 }
 
-/// A Burn trial's configuration (the caller claims only Burn trials for a stack).
-fn burn_config(claimed: &Claimed) -> Option<&slaw_core::TrialConfig> {
-    match &claimed.config {
-        Job::Burn(c) => Some(c),
-        Job::Command(_) => None,
-    }
-}
-
 /// Trains `members` (claimed Burn trials that [`Trainer::stackable`] accepts together, or a
 /// single trial) on one training thread, as one stack when there are several; writes each
 /// trial's metrics, heartbeats and end under its own lease. One event per member, in order.
@@ -406,7 +400,7 @@ async fn run_stack(
     let mut events = Vec::new();
     let mut running: Vec<(Claimed, slaw_core::TrialConfig)> = Vec::new();
     for claimed in members {
-        let Some(config) = burn_config(&claimed).cloned() else {
+        let Some(config) = claimed.config.burn().cloned() else {
             continue;
         };
         if let Some(error) = memory_preflight(&opts.device, &config) {

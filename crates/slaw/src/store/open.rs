@@ -74,8 +74,8 @@ impl Location {
         }
     }
 
-    /// The same database as seen from `dir`'s parent processes on other nodes: a relative
-    /// SQLite path is made absolute against `cwd`; a URL is unchanged.
+    /// The same database for processes started elsewhere (Slurm tasks on other nodes): a
+    /// relative SQLite path is made absolute against `cwd`; a URL is unchanged.
     pub fn absolute(&self, cwd: &Path) -> Location {
         match self {
             Location::Sqlite(p) => Location::Sqlite(cwd.join(p)),
@@ -95,13 +95,6 @@ impl Location {
                 .join(sweep),
             Location::Postgres(_) => Path::new("results").join(sweep),
         }
-    }
-}
-
-impl FromStr for Location {
-    type Err = StoreError;
-    fn from_str(text: &str) -> Result<Location, StoreError> {
-        Location::parse(text)
     }
 }
 

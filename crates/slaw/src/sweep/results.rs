@@ -105,17 +105,29 @@ pub async fn draw(
 
 /// Writes the HTML report of `sweep` to `path` (figures as inline SVG).
 pub async fn write_report(store: &Store, sweep: &SweepRow, path: &Path) -> Result<(), SweepError> {
+    let (obs, report) = laws(store, sweep).await?;
+    let curves = curves(store, sweep, &[]).await?;
+    render_report(store, sweep, &obs, &report, &curves, path).await
+}
+
+/// Writes the HTML report of `sweep` from its observations, laws and curves to `path`.
+async fn render_report(
+    store: &Store,
+    sweep: &SweepRow,
+    obs: &Observations,
+    report: &FitReport,
+    curves: &[Curve],
+    path: &Path,
+) -> Result<(), SweepError> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| SweepError::Io { what, path, source }
     };
-    let (obs, report) = laws(store, sweep).await?;
-    let curves = curves(store, sweep, &[]).await?;
     let tmp = tempfile::tempdir().map_err(io(
         "creating a temporary directory in",
         &std::env::temp_dir(),
     ))?;
-    let drawn = draw_all(&obs, &report, &curves, tmp.path(), Format::Svg)?;
+    let drawn = draw_all(obs, report, curves, tmp.path(), Format::Svg)?;
     let figures: Vec<EmbeddedFigure> = drawn
         .iter()
         .map(|f| {
@@ -132,7 +144,7 @@ pub async fn write_report(store: &Store, sweep: &SweepRow, path: &Path) -> Resul
         sweep,
         status: &status,
         trials: &trials,
-        fits: Some(&report),
+        fits: Some(report),
         audit: audit.as_ref(),
         figures: &figures,
         generated_at: crate::store::now(),
@@ -153,14 +165,20 @@ pub struct RunFigures {
     pub report: PathBuf,
 }
 
-/// The PNG figures and the HTML report that `slaw run` writes into `dir` at the end.
+/// The PNG figures and the HTML report that `slaw run` writes into `dir` at the end (the laws as
+/// stored and the curves are read once for both).
 pub async fn write_run_figures(
     store: &Store,
     sweep: &SweepRow,
     dir: &Path,
 ) -> Result<RunFigures, SweepError> {
-    let figures = draw(store, sweep, &[], dir, Format::Png).await?;
-    let report = dir.join("report.html");
-    write_report(store, sweep, &report).await?;
-    Ok(RunFigures { figures, report })
+    let (obs, report) = laws(store, sweep).await?;
+    let curves = curves(store, sweep, &[]).await?;
+    let figures = draw_all(&obs, &report, &curves, dir, Format::Png)?;
+    let html = dir.join("report.html");
+    render_report(store, sweep, &obs, &report, &curves, &html).await?;
+    Ok(RunFigures {
+        figures,
+        report: html,
+    })
 }

@@ -3,7 +3,7 @@
 //! grid, or the adaptive learning-rate search) ([`execute`]), then the status, the fits and
 //! the figures at the end ([`conclude`]). The command line calls these steps and prints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ pub async fn conclude(
     store: &Store,
     sweep: &str,
     outcome: &RunOutcome,
-    results_dir: Option<&PathBuf>,
+    results_dir: Option<&Path>,
 ) -> Result<Conclusion, SweepError> {
     let row = store.sweep(sweep).await?;
     let status = status(store, &row).await?;
