@@ -51,7 +51,7 @@ def eval_steps(points, spacing, total):
     return sorted(steps)
 
 
-def run_trial(t, images, labels, dev):
+def run_trial(t, images, labels, dev, mixed=False):
     c = t["config"]
     data, model_cfg, optim = c["data"], c["model"], c["optim"]
     rng = np.random.default_rng(data["split_seed"])
@@ -99,8 +99,9 @@ def run_trial(t, images, labels, dev):
             lr = optim["lr"] * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
         for g in opt.param_groups:
             g["lr"] = lr
-        logits = model(xt.index_select(0, idx))
-        loss = -(F.log_softmax(logits, dim=1) * yt.index_select(0, idx)).sum(dim=1).mean()
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=mixed):
+            logits = model(xt.index_select(0, idx))
+        loss = -(F.log_softmax(logits.float(), dim=1) * yt.index_select(0, idx)).sum(dim=1).mean()
         loss.backward()
         if optim.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim["grad_clip"])
@@ -111,8 +112,8 @@ def run_trial(t, images, labels, dev):
             float(acc)
             acc = None
         if s + 1 in evals:
-            with torch.no_grad():
-                out = model(xv)
+            with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=mixed):
+                out = model(xv).float()
                 val_loss = float(F.cross_entropy(out, yv))
                 if not math.isfinite(val_loss):
                     return None
@@ -123,6 +124,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("plan")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16-mixed"],
+                    help="bf16-mixed: the forward under torch.autocast(bfloat16), as slaw's bf16-mixed")
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "data", "fashion-mnist"))
     a = ap.parse_args()
     plan = json.load(open(a.plan))
@@ -132,12 +135,12 @@ def main():
     results = []
     for t in plan["trials"]:
         t0 = time.perf_counter()
-        loss = run_trial(t, images, labels, dev)
+        loss = run_trial(t, images, labels, dev, a.precision == "bf16-mixed")
         results.append({"key": t["key"], "size": t["size"], "epochs": t["epochs"], "lr": t["lr"],
                         "val_loss": loss, "seconds": time.perf_counter() - t0})
         print(json.dumps(results[-1]), file=sys.stderr)
     wall = time.perf_counter() - start
-    print(json.dumps({"framework": f"torch {torch.__version__}", "trials": len(results),
+    print(json.dumps({"framework": f"torch {torch.__version__}", "precision": a.precision, "trials": len(results),
                       "wall_seconds": wall, "results": results}))
 
 

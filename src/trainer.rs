@@ -27,6 +27,8 @@ pub fn configure_from_env() {
         adamw_op: on("SLAW_ADAMW_KERNEL"),
         linear_rows_cuda: rows("SLAW_LINEAR_ROWS").unwrap_or(defaults.linear_rows_cuda),
         stack_rows: rows("SLAW_STACK_ROWS"),
+        cublas_bf16: on("SLAW_CUBLAS"),
+        cublas_f32: on("SLAW_CUBLAS") && std::env::var("SLAW_CUBLAS_F32").is_ok_and(|v| v == "1"),
     });
 }
 

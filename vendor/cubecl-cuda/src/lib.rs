@@ -8,6 +8,8 @@ mod runtime;
 
 pub use device::*;
 pub use runtime::*;
+// slaw patch: library calls on CubeCL's stream (see compute/external.rs).
+pub use compute::external;
 
 #[cfg(feature = "ptx-wmma")]
 pub(crate) type WmmaCompiler = cubecl_cpp::cuda::mma::PtxWmmaCompiler;

@@ -13,7 +13,7 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::Tensor;
 
 pub mod aim;
 pub mod convnet;
@@ -41,7 +41,8 @@ pub(crate) fn token_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Te
 fn chunked_linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>, max_rows: usize) -> Tensor<B, 3> {
     let [b, t, d] = x.dims();
     let k = examples_per_chunk(b, t, max_rows);
-    if k == 1 {
+    // slaw's products take all rows at once (the chunks are a workaround for Burn's).
+    if k == 1 || crate::ops::matmul::ours::<B>(mixed_precision()) {
         return linear(layer, x);
     }
     let y = linear(layer, x.reshape([b / k, k * t, d]));
@@ -63,31 +64,19 @@ fn mixed_precision() -> bool {
     MIXED_PRECISION.load(Ordering::Relaxed)
 }
 
-fn bf16<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
-    t.cast(FloatDType::BF16)
-}
-
 /// `a · b`; under mixed precision the product of the operands rounded to bf16, returned in f32
-/// (the gradients flow back through the same casts, so the parameters' gradients are f32).
+/// (the gradients flow back through the same rounding, so the parameters' gradients are f32).
 pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
-    if mixed_precision() {
-        bf16(a).matmul(bf16(b)).cast(FloatDType::F32)
-    } else {
-        a.matmul(b)
-    }
+    crate::ops::matmul::matmul(a, b, mixed_precision())
 }
 
-/// `layer` applied to `x`: Burn's Linear, under mixed precision in bf16 (as PyTorch's autocast
-/// runs `linear`), returned in f32.
+/// `layer` applied to `x`; under mixed precision in bf16 (as PyTorch's autocast runs `linear`),
+/// returned in f32.
 pub(crate) fn linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    if !mixed_precision() {
-        return layer.forward(x);
-    }
-    let bias = layer.bias.as_ref().map(|b| bf16(b.val()));
-    burn::tensor::module::linear(bf16(x), bf16(layer.weight.val()), bias).cast(FloatDType::F32)
+    crate::ops::matmul::linear(layer, x, mixed_precision())
 }
 
 /// Rows per chunk of [`token_linear`] in this process (0: one example per chunk).

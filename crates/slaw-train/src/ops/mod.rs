@@ -6,6 +6,7 @@
 //! - [`foreach`]: work over many tensors in few launches (the gradients' sum of squares).
 //! - `heads`: the attention's split into heads and back.
 //! - `layer_norm`: LayerNorm (one pass each way).
+//! - `matmul`: the models' matrix products (cuBLASLt on CUDA), the Linear layer's backward.
 //! - `softmax`: softmax over the last axis (one pass each way).
 //! - `custom_op` (CUDA builds): registering custom operations, the row kernels' launch shape.
 //! - `cpu`: the arrays under the CPU backend's tensors, for one-pass loops.
@@ -18,5 +19,6 @@ pub(crate) mod custom_op;
 pub mod foreach;
 pub(crate) mod heads;
 pub(crate) mod layer_norm;
+pub(crate) mod matmul;
 pub(crate) mod softmax;
 pub(crate) mod specialise;

@@ -5,6 +5,10 @@
 
 use std::any::{Any, TypeId};
 
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
 /// Whether the type `A` is the type `T`.
 pub(crate) fn is<A: 'static, T: 'static>() -> bool {
     TypeId::of::<A>() == TypeId::of::<T>()
@@ -16,6 +20,16 @@ pub(crate) fn cast<T: 'static, U: 'static>(t: T) -> U {
         Ok(u) => *u,
         Err(_) => unreachable!("cast between different types (the type was not checked)"),
     }
+}
+
+/// The primitive float tensor of `t` on backend `P`, which `B` is.
+pub(crate) fn primitive<B: Backend, P: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<P> {
+    cast::<_, Tensor<P, D>>(t).into_primitive().tensor()
+}
+
+/// The tensor of `B` (which `P` is) around the primitive `t`.
+pub(crate) fn tensor<B: Backend, P: Backend, const D: usize>(t: FloatTensor<P>) -> Tensor<B, D> {
+    cast(Tensor::<P, D>::from_primitive(TensorPrimitive::Float(t)))
 }
 
 #[cfg(test)]

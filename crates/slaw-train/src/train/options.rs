@@ -21,10 +21,14 @@ pub struct TrainerOptions {
     pub linear_rows_cuda: usize,
     /// Most rows per chunk of a stacked Linear layer; `None`: the lone trial's setting.
     pub stack_rows: Option<usize>,
+    /// bf16-mixed products on CUDA through cuBLASLt (`ops::matmul`), else Burn's bf16 product.
+    pub cublas_bf16: bool,
+    /// f32 products on CUDA through cuBLASLt (`ops::matmul`), else Burn's.
+    pub cublas_f32: bool,
 }
 
 impl Default for TrainerOptions {
-    /// Everything of slaw's own on; 256 rows per chunk on CUDA (docs/PERFORMANCE.md).
+    /// Everything of slaw's own on (f32 products stay Burn's); 256 rows per chunk on CUDA (docs/PERFORMANCE.md).
     fn default() -> Self {
         TrainerOptions {
             layer_norm_op: true,
@@ -33,6 +37,8 @@ impl Default for TrainerOptions {
             adamw_op: true,
             linear_rows_cuda: 256,
             stack_rows: None,
+            cublas_bf16: true,
+            cublas_f32: false,
         }
     }
 }

@@ -1,6 +1,8 @@
 pub(crate) mod command;
 pub(crate) mod communication;
 pub(crate) mod context;
+// slaw patch: see external.rs.
+pub mod external;
 pub(crate) mod io;
 // slaw patch: see metadata_ring.rs.
 pub(crate) mod metadata_ring;

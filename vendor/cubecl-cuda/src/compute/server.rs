@@ -637,6 +637,11 @@ impl CudaServer {
         mode: ExecutionMode,
         stream_id: StreamId,
     ) -> Result<(), ServerError> {
+        // slaw patch: an external task is called on the stream instead (see external.rs).
+        let kernel = match super::external::downcast(kernel) {
+            Ok(task) => return self.call_external(*task, bindings, stream_id),
+            Err(kernel) => kernel,
+        };
         let mut kernel_id = kernel.id();
         let logger = self.streams.logger.clone();
         kernel_id.mode(mode);
@@ -895,6 +900,39 @@ impl CudaServer {
         )?;
 
         Ok(())
+    }
+
+    /// slaw patch: calls `task` with the device addresses of `bindings` and the stream, after
+    /// the bindings were resolved as for a kernel (see external.rs).
+    fn call_external(
+        &mut self,
+        task: super::external::ExternalTask,
+        bindings: KernelArguments,
+        stream_id: StreamId,
+    ) -> Result<(), ServerError> {
+        let mut command = self.command(
+            stream_id,
+            bindings.buffers.iter(),
+            StreamErrorMode {
+                ignore: true,
+                flush: false,
+            },
+        )?;
+        let mut addresses = Vec::with_capacity(bindings.buffers.len());
+        for binding in bindings.buffers {
+            addresses.push(command.resource(binding)?.ptr);
+        }
+        let stream = command.streams.current().sys;
+        let call = task.take().ok_or_else(|| LaunchError::Unknown {
+            reason: "an external task was called twice".into(),
+            backtrace: BackTrace::capture(),
+        })?;
+        call(&addresses, stream).map_err(|reason| {
+            ServerError::from(LaunchError::Unknown {
+                reason,
+                backtrace: BackTrace::capture(),
+            })
+        })
     }
 
     pub(crate) fn utilities(&self) -> Arc<ServerUtilities<Self>> {

@@ -39,9 +39,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{Tensor, TensorMetadata};
 
-use crate::ops::specialise::{cast, is};
+use crate::ops::specialise::{is, primitive, tensor};
 
 /// A backend with head permutations of its own.
 trait Passes: Backend {
@@ -124,14 +124,6 @@ fn burns_split<B: Backend>(qkv: Tensor<B, 3>, heads: usize) -> [Tensor<B, 4>; 3]
 fn burns_merge<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
     let [b, h, t, dh] = y.dims();
     y.swap_dims(1, 2).reshape([b, t, h * dh])
-}
-
-fn primitive<B: Backend, P: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<P> {
-    cast::<_, Tensor<P, D>>(t).into_primitive().tensor()
-}
-
-fn tensor<B: Backend, P: Backend, const D: usize>(t: FloatTensor<P>) -> Tensor<B, D> {
-    cast(Tensor::<P, D>::from_primitive(TensorPrimitive::Float(t)))
 }
 
 fn untracked_split<B: Backend, P: Passes>(qkv: Tensor<B, 3>, heads: usize) -> [Tensor<B, 4>; 3] {
