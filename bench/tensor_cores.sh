@@ -4,9 +4,10 @@
 # gpu/slaw-cuda.xz (see bench/run_gpu.sh) and, for `tests`, gpu/slaw-train-tests.xz (see
 # bench/gpu_tests.sh). PARTS (default "tests step checks sweep") picks what runs:
 #   tests   every GPU test of slaw-train (the products against Burn's composition among them)
-#   step    ms per step and peak GPU memory of CONFIGS (default "small medium large"): slaw
-#           bf16-mixed with cuBLASLt, with Burn's products, f32, f32 with cuBLASLt
-#           (SLAW_CUBLAS_F32=1); PyTorch f32, bf16 autocast, and torch.compile on large
+#   step    ms per step and peak GPU memory of CONFIGS (default "medium large small"): slaw
+#           bf16-mixed with cuBLASLt, with Burn's products (SLAW_CUBLAS=0), f32, and on medium f32
+#           with cuBLASLt (SLAW_CUBLAS_F32=1); PyTorch f32, bf16 autocast, its fused attention
+#           (medium, large) and torch.compile (large)
 #   checks  bench/bf16-check.yaml in f32 and bf16-mixed: final validation losses within 1 %
 #   sweep   bench/sweep-gpu.yaml in bf16-mixed, packed, then PyTorch's sequential loop in bf16
 # JSON lines go to $OUT (default /tmp/slaw-bench); every timing line has "gpu_memory_mib", the
@@ -38,30 +39,34 @@ peak=$(python3 -c "import json;print(json.load(open('$OUT/peak.json'))['bf16_mat
 if [[ $parts == *" tests "* ]]; then
     log "GPU tests"
     xz -dc gpu/slaw-train-tests.xz > /tmp/slaw-train-tests && chmod +x /tmp/slaw-train-tests
-    timeout -k 15 "${TESTS_TIMEOUT:-300}" /tmp/slaw-train-tests --ignored --test-threads 1 2>&1 \
+    timeout -k 15 "${TESTS_TIMEOUT:-180}" /tmp/slaw-train-tests --ignored --test-threads 1 2>&1 \
         | tee "$OUT/gpu-tests.txt" | grep -E "^test |test result|panicked|FAILED" | head -40
 fi
 
 if [[ $parts == *" step "* ]]; then
-    for cfg in ${CONFIGS:-small medium large}; do
+    for cfg in ${CONFIGS:-medium large small}; do
         log "per step: $cfg"
         steps=200; warm=40
-        [ "$cfg" = large ] && { steps=${LARGE_STEPS:-40}; warm=15; }
-        # label|environment|precision
-        runs=("bf16-mixed cublas||bf16-mixed" "bf16-mixed burn|SLAW_CUBLAS=0|bf16-mixed"
-              "f32 burn||f32" "f32 cublas|SLAW_CUBLAS_F32=1|f32")
-        [ "$cfg" = large ] && [ -n "${LARGE_NO_BASELINE:-}" ] && runs=("${runs[0]}" "${runs[2]}")
+        [ "$cfg" = small ] && { steps=150; warm=30; }
+        [ "$cfg" = large ] && { steps=${LARGE_STEPS:-25}; warm=10; }
+        # label|environment|precision; f32 through cuBLASLt on medium only (the f32 question).
+        runs=("bf16-mixed cublas||bf16-mixed" "bf16-mixed burn|SLAW_CUBLAS=0|bf16-mixed" "f32 burn||f32")
+        [ "$cfg" = medium ] && runs+=("f32 cublas|SLAW_CUBLAS_F32=1|f32")
         for r in "${runs[@]}"; do
             IFS='|' read -r label env precision <<< "$r"
             measured timeout -k 15 300 env $env "$SLAW" bench --model vit ${ARGS[$cfg]} --steps "$steps" \
                 --warmup "$warm" --device cuda:0 --precision "$precision" --peak-flops "$peak" \
                 | sed "s/^{/{\"config\":\"$cfg\",\"run\":\"slaw $label\",/" | tee -a "$OUT/step.jsonl"
         done
+        # "bf16-sdpa": PyTorch's fused attention, what a fused attention would save.
         modes="f32 bf16"
-        [ "$cfg" = large ] && modes="f32 bf16 bf16-compile"
+        [ "$cfg" = medium ] && modes="f32 bf16 bf16-sdpa"
+        [ "$cfg" = large ] && modes="f32 bf16 bf16-sdpa ${LARGE_COMPILE-bf16-compile}"
         for m in $modes; do
+            extra=""
+            [ "$m" = bf16-sdpa ] && extra="--attention sdpa"
             measured timeout -k 15 300 python3 bench/torch_step.py ${ARGS[$cfg]} --steps "$steps" \
-                --warmup "$warm" --mode "$m" --peak-flops "$peak" \
+                --warmup "$warm" --mode "${m%-sdpa}" $extra --peak-flops "$peak" \
                 | sed "s/^{/{\"config\":\"$cfg\",\"run\":\"torch $m\",/" | tee -a "$OUT/step.jsonl"
         done
     done

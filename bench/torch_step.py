@@ -23,6 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+FUSED_ATTENTION = False
+
+
 class Block(nn.Module):
     def __init__(self, d, heads):
         super().__init__()
@@ -39,8 +42,13 @@ class Block(nn.Module):
         h, dh = self.heads, d // self.heads
         q, k, v = self.qkv(x).chunk(3, dim=2)
         q, k, v = (z.reshape(b, t, h, dh).transpose(1, 2) for z in (q, k, v))
-        scores = (q @ k.transpose(2, 3)) * (1.0 / math.sqrt(dh))
-        y = torch.softmax(scores, dim=3) @ v
+        if FUSED_ATTENTION:
+            # PyTorch's fused attention (flash / cuDNN / memory-efficient kernels): measures
+            # what a fused attention would save over the two products and the softmax.
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            scores = (q @ k.transpose(2, 3)) * (1.0 / math.sqrt(dh))
+            y = torch.softmax(scores, dim=3) @ v
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x):
@@ -93,7 +101,11 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--peak-flops", type=float, default=None)
     ap.add_argument("--no-clip", action="store_true", help="skip global-norm gradient clipping")
+    ap.add_argument("--attention", default="math", choices=["math", "sdpa"],
+                    help="sdpa: F.scaled_dot_product_attention instead of products and softmax")
     a = ap.parse_args()
+    global FUSED_ATTENTION
+    FUSED_ATTENTION = a.attention == "sdpa"
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -162,7 +174,7 @@ def main():
     sync()
     seconds = (time.perf_counter() - t0) / (a.steps - a.warmup)
     out = {
-        "framework": f"torch {torch.__version__}", "mode": a.mode, "device": str(dev),
+        "framework": f"torch {torch.__version__}", "mode": a.mode, "attention": a.attention, "device": str(dev),
         "model": a.model, "width": a.width, "depth": a.depth, "heads": a.heads, "patch": a.patch,
         "image": a.image, "tokens": tokens, "batch": a.batch, "params": params,
         "timed_steps": a.steps - a.warmup, "grad_clip": not a.no_clip, "ms_per_step": seconds * 1e3,

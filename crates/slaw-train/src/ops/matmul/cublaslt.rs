@@ -65,12 +65,13 @@ struct Plan {
     algo: sys::cublasLtMatmulAlgo_t,
 }
 
-/// The device thread's handle, workspace and plans (never freed: they live as long as the
-/// process's CUDA context).
+/// The device thread's handle, workspaces (one per stream: products on different streams may
+/// run at the same time) and plans, by product and the operands' alignment; never freed (they
+/// live as long as the process's CUDA context).
 struct Lt {
     handle: sys::cublasLtHandle_t,
-    workspace: u64,
-    plans: HashMap<Gemm, Plan>,
+    workspaces: HashMap<usize, u64>,
+    plans: HashMap<(Gemm, u32), Plan>,
 }
 
 thread_local! {
@@ -111,13 +112,9 @@ impl Lt {
     #[allow(unsafe_code)]
     fn new() -> Result<Self, String> {
         let handle = lt::create_handle().map_err(|e| err("handle", e))?;
-        // SAFETY: the device thread's CUDA context is current; the allocation is kept for the
-        // life of the process.
-        let workspace = unsafe { cudarc::driver::result::malloc_sync(WORKSPACE_BYTES) }
-            .map_err(|e| err("workspace", e))?;
         Ok(Lt {
             handle,
-            workspace,
+            workspaces: HashMap::new(),
             plans: HashMap::new(),
         })
     }
@@ -129,11 +126,30 @@ impl Lt {
         addresses: &[u64],
         stream: *mut CUstream_st,
     ) -> Result<(), String> {
-        if !self.plans.contains_key(&gemm) {
-            let plan = self.plan(gemm)?;
-            self.plans.insert(gemm, plan);
+        // The largest power of two (at most 256, cuBLASLt's default assumption) that divides
+        // every address: CubeCL aligns allocations to 512 bytes, views may start anywhere.
+        let align = addresses
+            .iter()
+            .map(|a| 1u32 << a.trailing_zeros().min(8))
+            .min()
+            .unwrap_or(256);
+        let key = (gemm, align);
+        if !self.plans.contains_key(&key) {
+            let plan = self.plan(gemm, align)?;
+            self.plans.insert(key, plan);
         }
-        let Some(plan) = self.plans.get(&gemm) else {
+        let workspace = match self.workspaces.get(&(stream as usize)) {
+            Some(w) => *w,
+            None => {
+                // SAFETY: the device thread's CUDA context is current; the allocation is kept
+                // for the life of the process.
+                let w = unsafe { cudarc::driver::result::malloc_sync(WORKSPACE_BYTES) }
+                    .map_err(|e| err("workspace", e))?;
+                self.workspaces.insert(stream as usize, w);
+                w
+            }
+        };
+        let Some(plan) = self.plans.get(&key) else {
             return Err("cuBLASLt: no plan".into());
         };
         let (a, b) = (addresses[0], addresses[1]);
@@ -168,7 +184,7 @@ impl Lt {
                 d as *mut c_void,
                 plan.out,
                 &plan.algo,
-                self.workspace as *mut c_void,
+                workspace as *mut c_void,
                 WORKSPACE_BYTES,
                 stream as sys::cudaStream_t,
             )
@@ -176,9 +192,9 @@ impl Lt {
         }
     }
 
-    /// Descriptors and the heuristic's algorithm for `gemm`.
+    /// Descriptors and the heuristic's algorithm for `gemm` on operands aligned to `align` bytes.
     #[allow(unsafe_code)]
-    fn plan(&self, g: Gemm) -> Result<Plan, String> {
+    fn plan(&self, g: Gemm, align: u32) -> Result<Plan, String> {
         use sys::cudaDataType::{CUDA_R_16BF, CUDA_R_32F};
         let operand = if g.bf16 { CUDA_R_16BF } else { CUDA_R_32F };
         let (m, n, k) = (g.m as u64, g.n as u64, g.k as u64);
@@ -251,6 +267,16 @@ impl Lt {
                 8,
             )
             .map_err(|e| err("workspace preference", e))?;
+            use sys::cublasLtMatmulPreferenceAttributes_t as Pref;
+            for attr in [
+                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+            ] {
+                lt::set_matmul_pref_attribute(pref, attr, &align as *const u32 as *const c_void, 4)
+                    .map_err(|e| err("alignment preference", e))?;
+            }
             let heuristic =
                 lt::get_matmul_algo_heuristic(self.handle, desc, first, second, out, out, pref)
                     .map_err(|e| err(&format!("no algorithm for {g:?}"), e))?;
