@@ -2,13 +2,13 @@
 # Issue 24's measurements on the lent GPU machine: bf16-mixed products through cuBLASLt against
 # Burn's products (SLAW_CUBLAS=0, the same build) and PyTorch, in one call. Builds nothing:
 # gpu/slaw-cuda.xz (see bench/run_gpu.sh) and, for `tests`, gpu/slaw-train-tests.xz (see
-# bench/gpu_tests.sh). PARTS (default "tests step checks sweep") picks what runs:
+# bench/gpu_tests.sh). PARTS (default "tests checks step sweep") picks what runs, in this order:
 #   tests   every GPU test of slaw-train (the products against Burn's composition among them)
+#   checks  bench/bf16-check.yaml in f32 and bf16-mixed: final validation losses within 1 %
 #   step    ms per step and peak GPU memory of CONFIGS (default "medium large small"): slaw
 #           bf16-mixed with cuBLASLt, with Burn's products (SLAW_CUBLAS=0), f32, and on medium f32
 #           with cuBLASLt (SLAW_CUBLAS_F32=1); PyTorch f32, bf16 autocast, its fused attention
 #           (medium, large) and torch.compile (large)
-#   checks  bench/bf16-check.yaml in f32 and bf16-mixed: final validation losses within 1 %
 #   sweep   bench/sweep-gpu.yaml in bf16-mixed, packed, then PyTorch's sequential loop in bf16
 # JSON lines go to $OUT (default /tmp/slaw-bench); every timing line has "gpu_memory_mib", the
 # peak nvidia-smi saw the process hold (sampled every 200 ms, the same measure for both).
@@ -16,7 +16,7 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 export PYTHONUNBUFFERED=1
 log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
-parts=" ${PARTS:-tests step checks sweep} "
+parts=" ${PARTS:-tests checks step sweep} "
 # measured COMMAND...: COMMAND's JSON line with the peak of its process's GPU memory.
 measured() {
     local log out peak sampler
@@ -41,6 +41,25 @@ if [[ $parts == *" tests "* ]]; then
     xz -dc gpu/slaw-train-tests.xz > /tmp/slaw-train-tests && chmod +x /tmp/slaw-train-tests
     timeout -k 15 "${TESTS_TIMEOUT:-180}" /tmp/slaw-train-tests --ignored --test-threads 1 2>&1 \
         | tee "$OUT/gpu-tests.txt" | grep -E "^test |test result|panicked|FAILED" | head -40
+fi
+
+if [[ $parts == *" checks "* ]]; then
+    log "bf16-mixed trains to a loss within 1 % of f32 (bench/bf16-check.yaml)"
+    rm -f /tmp/bf16.db*
+    sed 's/precision: bf16-mixed/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
+    for yaml in /tmp/f32-check.yaml bench/bf16-check.yaml; do
+        timeout -k 15 240 "$SLAW" run "$yaml" --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+    done
+    python3 - <<'PY' | tee "$OUT/bf16.json"
+import json, sqlite3
+db = sqlite3.connect("/tmp/bf16.db")
+rows = db.execute("select s.name, t.seed, t.final_val_loss, t.wall_seconds from trials t join sweeps s on s.id = t.sweep_id where t.state = 'completed'").fetchall()
+by = lambda name: {r[1]: r[2] for r in rows if r[0] == name}
+f32, mixed = by("bench-f32"), by("bench-bf16")
+gaps = {s: (mixed[s] - f32[s]) / f32[s] for s in f32 if s in mixed}
+ok = len(gaps) == 2 and all(abs(g) < 0.01 for g in gaps.values())
+print(json.dumps({"f32": f32, "bf16_mixed": mixed, "relative_gap": gaps, "within_1_percent": ok, "rows": rows}))
+PY
 fi
 
 if [[ $parts == *" step "* ]]; then
@@ -80,25 +99,6 @@ for r in rows:
     print(f'{r["config"]:7} {r["run"]:20} {r["ms_per_step"]:9.2f} ms  {ratio:5.2f}x torch-bf16  '
           f'MFU {100 * mfu:5.1f} %  {r.get("gpu_memory_mib", 0):7.0f} MiB')
 EOF
-fi
-
-if [[ $parts == *" checks "* ]]; then
-    log "bf16-mixed trains to a loss within 1 % of f32 (bench/bf16-check.yaml)"
-    rm -f /tmp/bf16.db*
-    sed 's/precision: bf16-mixed/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
-    for yaml in /tmp/f32-check.yaml bench/bf16-check.yaml; do
-        timeout -k 15 240 "$SLAW" run "$yaml" --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
-    done
-    python3 - <<'PY' | tee "$OUT/bf16.json"
-import json, sqlite3
-db = sqlite3.connect("/tmp/bf16.db")
-rows = db.execute("select s.name, t.seed, t.final_val_loss, t.wall_seconds from trials t join sweeps s on s.id = t.sweep_id where t.state = 'completed'").fetchall()
-by = lambda name: {r[1]: r[2] for r in rows if r[0] == name}
-f32, mixed = by("bench-f32"), by("bench-bf16")
-gaps = {s: (mixed[s] - f32[s]) / f32[s] for s in f32 if s in mixed}
-ok = len(gaps) == 2 and all(abs(g) < 0.01 for g in gaps.values())
-print(json.dumps({"f32": f32, "bf16_mixed": mixed, "relative_gap": gaps, "within_1_percent": ok, "rows": rows}))
-PY
 fi
 
 if [[ $parts == *" sweep "* ]]; then
