@@ -71,6 +71,8 @@ if [[ $parts == *" step "* ]]; then
         # label|environment|precision; f32 through cuBLASLt on medium only (the f32 question).
         runs=("bf16-mixed cublas||bf16-mixed" "bf16-mixed burn|SLAW_CUBLAS=0|bf16-mixed" "f32 burn||f32")
         [ "$cfg" = medium ] && runs+=("f32 cublas|SLAW_CUBLAS_F32=1|f32")
+        # QUICK=1: bf16-mixed only (a short call when GPU time is scarce).
+        [ -n "${QUICK:-}" ] && runs=("${runs[@]:0:2}")
         for r in "${runs[@]}"; do
             IFS='|' read -r label env precision <<< "$r"
             measured timeout -k 15 300 env $env "$SLAW" bench --model vit ${ARGS[$cfg]} --steps "$steps" \
@@ -81,6 +83,7 @@ if [[ $parts == *" step "* ]]; then
         modes="f32 bf16"
         [ "$cfg" = medium ] && modes="f32 bf16 bf16-sdpa"
         [ "$cfg" = large ] && modes="f32 bf16 bf16-sdpa ${LARGE_COMPILE-bf16-compile}"
+        [ -n "${QUICK:-}" ] && modes="bf16 bf16-sdpa"
         for m in $modes; do
             extra=""
             [ "$m" = bf16-sdpa ] && extra="--attention sdpa"

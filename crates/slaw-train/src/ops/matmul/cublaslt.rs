@@ -8,9 +8,7 @@
 //! workspace and, per product shape, the descriptors and the algorithm cuBLASLt's heuristic chose
 //! (the heuristic costs tens of microseconds; a training step repeats the same few shapes).
 //!
-//! Row-major `C[m, n] = op(A)[m, k] · op(B)[k, n]` is the column-major product
-//! `Cᵀ[n, m] = op(B)ᵀ · op(A)ᵀ`: cuBLASLt's first operand is B, its second A, each read as the
-//! column-major transpose of its row-major storage.
+//! The operands' layouts as cuBLASLt reads them are [`column_major`]'s (tested on the CPU).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,28 +19,16 @@ use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys;
 use cudarc::driver::sys::CUstream_st;
 
-/// One product: `batch` independent `[m, k] · [k, n]` products of row-major operands stored one
-/// after the other; `ta` / `tb`: the operand is stored transposed (`[k, m]` / `[n, k]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Gemm {
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub ta: bool,
-    pub tb: bool,
-    /// The operands are bf16 (else f32); the result is f32 either way.
-    pub bf16: bool,
-    /// A bias of `n` f32 values is added to every row of the result.
-    pub bias: bool,
-}
+pub(crate) use super::layout::Gemm;
+use super::layout::{column_major, ColumnMajor};
 
 /// Bytes of cuBLASLt's workspace (NVIDIA recommends 32 MiB on Hopper).
 const WORKSPACE_BYTES: usize = 32 << 20;
 
 /// `cublasOperation_t`: no transposition, transposition.
-const OP_N: i32 = 0;
-const OP_T: i32 = 1;
+fn op(transposed: bool) -> i32 {
+    i32::from(transposed)
+}
 
 /// Whether libcublasLt can be loaded in this process (checked once).
 pub(crate) fn available() -> bool {
@@ -197,17 +183,13 @@ impl Lt {
     fn plan(&self, g: Gemm, align: u32) -> Result<Plan, String> {
         use sys::cudaDataType::{CUDA_R_16BF, CUDA_R_32F};
         let operand = if g.bf16 { CUDA_R_16BF } else { CUDA_R_32F };
-        let (m, n, k) = (g.m as u64, g.n as u64, g.k as u64);
-        // cuBLASLt's first operand is B: column-major n×k (stored [k, n]) or k×n read transposed.
-        let (first_rows, first_cols, first_op) = if g.tb { (k, n, OP_T) } else { (n, k, OP_N) };
-        // Its second is A: column-major k×m (stored [m, k]) or m×k read transposed.
-        let (second_rows, second_cols, second_op) = if g.ta { (m, k, OP_T) } else { (k, m, OP_N) };
-        let layout = |ty, rows: u64, cols: u64| -> Result<sys::cublasLtMatrixLayout_t, String> {
-            let l = lt::create_matrix_layout(ty, rows, cols, rows as i64)
+        let [first_layout, second_layout, out_layout] = column_major(&g);
+        let layout = |ty, c: ColumnMajor| -> Result<sys::cublasLtMatrixLayout_t, String> {
+            let l = lt::create_matrix_layout(ty, c.rows as u64, c.cols as u64, c.ld as i64)
                 .map_err(|e| err("layout", e))?;
             if g.batch > 1 {
                 let count = g.batch as i32;
-                let stride = (rows * cols) as i64;
+                let stride = c.batch_stride as i64;
                 // SAFETY: `l` was just created; the values are the attributes' types.
                 unsafe {
                     lt::set_matrix_layout_attribute(
@@ -228,9 +210,10 @@ impl Lt {
             }
             Ok(l)
         };
-        let first = layout(operand, first_rows, first_cols)?;
-        let second = layout(operand, second_rows, second_cols)?;
-        let out = layout(CUDA_R_32F, n, m)?;
+        let first = layout(operand, first_layout)?;
+        let second = layout(operand, second_layout)?;
+        let out = layout(CUDA_R_32F, out_layout)?;
+        let (first_op, second_op) = (op(first_layout.transposed), op(second_layout.transposed));
         let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, CUDA_R_32F)
             .map_err(|e| err("descriptor", e))?;
         // SAFETY: the descriptors were just created; each value has its attribute's type.

@@ -22,11 +22,15 @@
 //! - `node` (CUDA builds): the autodiff nodes, on any backend with a product of its own.
 //! - `cuda`: the product as a custom operation of burn-fusion's stream.
 //! - `cublaslt`: the calls into cuBLASLt on CubeCL's device thread.
+//! - `layout`: how cuBLASLt reads row-major operands (tested on the CPU).
 
 #[cfg(feature = "cuda")]
 mod cublaslt;
 #[cfg(feature = "cuda")]
 mod cuda;
+// Used by `cublaslt` (CUDA builds); tested everywhere.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod layout;
 #[cfg(feature = "cuda")]
 mod node;
 
