@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 24's measurements on the lent GPU machine: bf16-mixed products through cuBLASLt against
-# Burn's products (SLAW_CUBLAS=0, the same build) and PyTorch, in one call. Builds nothing:
+# Issue 24's measurements on the lent GPU machine: bf16-mixed products through cuBLASLt
+# (SLAW_CUBLAS=1) against Burn's products (SLAW_CUBLAS=0, the same build) and PyTorch, in one call. Builds nothing:
 # gpu/slaw-cuda.xz (see bench/run_gpu.sh) and, for `tests`, gpu/slaw-train-tests.xz (see
 # bench/gpu_tests.sh). PARTS (default "tests checks step sweep") picks what runs, in this order:
 #   tests   every GPU test of slaw-train (the products against Burn's composition among them)
@@ -48,7 +48,7 @@ if [[ $parts == *" checks "* ]]; then
     rm -f /tmp/bf16.db*
     sed 's/precision: bf16-mixed/precision: f32/; s/name: bench-bf16/name: bench-f32/' bench/bf16-check.yaml > /tmp/f32-check.yaml
     for yaml in /tmp/f32-check.yaml bench/bf16-check.yaml; do
-        timeout -k 15 240 "$SLAW" run "$yaml" --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
+        SLAW_CUBLAS=1 timeout -k 15 240 "$SLAW" run "$yaml" --db /tmp/bf16.db --device cuda:0 --no-progress --no-fit >> "$OUT/bf16.log" 2>&1
     done
     python3 - <<'PY' | tee "$OUT/bf16.json"
 import json, sqlite3
@@ -69,7 +69,7 @@ if [[ $parts == *" step "* ]]; then
         [ "$cfg" = small ] && { steps=150; warm=30; }
         [ "$cfg" = large ] && { steps=${LARGE_STEPS:-25}; warm=10; }
         # label|environment|precision; f32 through cuBLASLt on medium only (the f32 question).
-        runs=("bf16-mixed cublas||bf16-mixed" "bf16-mixed burn|SLAW_CUBLAS=0|bf16-mixed" "f32 burn||f32")
+        runs=("bf16-mixed cublas|SLAW_CUBLAS=1|bf16-mixed" "bf16-mixed burn|SLAW_CUBLAS=0|bf16-mixed" "f32 burn||f32")
         [ "$cfg" = medium ] && runs+=("f32 cublas|SLAW_CUBLAS_F32=1|f32")
         # QUICK=1: bf16-mixed only (a short call when GPU time is scarce).
         [ -n "${QUICK:-}" ] && runs=("${runs[@]:0:2}")
@@ -111,7 +111,7 @@ if [[ $parts == *" sweep "* ]]; then
     grep -q "precision: bf16-mixed" /tmp/sweep-bf16.yaml || echo "SWEEP YAML NOT IN BF16"
     rm -f /tmp/bench-sweep.db*
     start=$(date +%s.%N)
-    timeout -k 15 480 "$SLAW" run /tmp/sweep-bf16.yaml --db /tmp/bench-sweep.db --device cuda:0 \
+    SLAW_CUBLAS=1 timeout -k 15 480 "$SLAW" run /tmp/sweep-bf16.yaml --db /tmp/bench-sweep.db --device cuda:0 \
         --mps auto --no-progress --no-fit > "$OUT/slaw-sweep.log" 2>&1
     rc=$?
     end=$(date +%s.%N)

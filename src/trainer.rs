@@ -18,6 +18,7 @@ use slaw_train::train::options::{set_options, TrainerOptions};
 /// `SLAW_STACK_ROWS=N`); fixed for the process before anything trains.
 pub fn configure_from_env() {
     let on = |name: &str| std::env::var(name).map_or(true, |v| v != "0");
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
     let rows = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let defaults = TrainerOptions::default();
     set_options(TrainerOptions {
@@ -27,8 +28,9 @@ pub fn configure_from_env() {
         adamw_op: on("SLAW_ADAMW_KERNEL"),
         linear_rows_cuda: rows("SLAW_LINEAR_ROWS").unwrap_or(defaults.linear_rows_cuda),
         stack_rows: rows("SLAW_STACK_ROWS"),
-        cublas_bf16: on("SLAW_CUBLAS"),
-        cublas_f32: on("SLAW_CUBLAS") && std::env::var("SLAW_CUBLAS_F32").is_ok_and(|v| v == "1"),
+        // Opt-in until the cuBLASLt path has run on a GPU (issue 24).
+        cublas_bf16: set("SLAW_CUBLAS"),
+        cublas_f32: set("SLAW_CUBLAS_F32"),
     });
 }
 

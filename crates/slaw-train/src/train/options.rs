@@ -22,13 +22,14 @@ pub struct TrainerOptions {
     /// Most rows per chunk of a stacked Linear layer; `None`: the lone trial's setting.
     pub stack_rows: Option<usize>,
     /// bf16-mixed products on CUDA through cuBLASLt (`ops::matmul`), else Burn's bf16 product.
+    /// Off by default until the path has run on a GPU (`SLAW_CUBLAS=1` turns it on).
     pub cublas_bf16: bool,
     /// f32 products on CUDA through cuBLASLt (`ops::matmul`), else Burn's.
     pub cublas_f32: bool,
 }
 
 impl Default for TrainerOptions {
-    /// Everything of slaw's own on (f32 products stay Burn's); 256 rows per chunk on CUDA (docs/PERFORMANCE.md).
+    /// Everything of slaw's own on except the cuBLASLt products (not yet run on a GPU); 256 rows per chunk on CUDA (docs/PERFORMANCE.md).
     fn default() -> Self {
         TrainerOptions {
             layer_norm_op: true,
@@ -37,7 +38,7 @@ impl Default for TrainerOptions {
             adamw_op: true,
             linear_rows_cuda: 256,
             stack_rows: None,
-            cublas_bf16: true,
+            cublas_bf16: false,
             cublas_f32: false,
         }
     }

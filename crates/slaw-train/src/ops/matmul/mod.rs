@@ -14,10 +14,12 @@
 //! the bias itself is added in the product's epilogue. The node keeps the operands as the
 //! products read them (bf16 under mixed precision: half the memory of Burn's f32 copies).
 //!
-//! Where the library cannot be loaded, or on other backends, or with `SLAW_CUBLAS=0`
-//! (benchmarks), the products are Burn's (`burns_linear`, `burns_matmul`); a missing library is
-//! said once on standard error. f32 products go through cuBLASLt only with `SLAW_CUBLAS_F32=1`
-//! ([`crate::train::options::TrainerOptions::cublas_f32`]).
+//! **Opt-in for now**: `SLAW_CUBLAS=1` ([`crate::train::options::TrainerOptions::cublas_bf16`])
+//! routes bf16-mixed products here and `SLAW_CUBLAS_F32=1` f32 products; the path was built and
+//! its layouts tested on the CPU (`layout`), but no GPU machine could be started in the session
+//! that wrote it, so its GPU tests (`tests.rs`) have not run yet. Where the library cannot be
+//! loaded, on other backends, and by default, the products are Burn's (`burns_linear`,
+//! `burns_matmul`); a missing library is said once on standard error.
 //!
 //! - `node` (CUDA builds): the autodiff nodes, on any backend with a product of its own.
 //! - `cuda`: the product as a custom operation of burn-fusion's stream.
