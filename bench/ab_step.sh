@@ -10,19 +10,6 @@
 # for slaw and PyTorch), 0 where nvidia-smi reports none.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-# measured COMMAND...: runs COMMAND alone on the GPU and prints its JSON line with the peak of
-# nvidia-smi's per-process used memory during the run.
-measured() {
-    local log out peak sampler
-    log=$(mktemp)
-    nvidia-smi --query-compute-apps=used_memory --format=csv,noheader,nounits -lms 200 > "$log" 2>/dev/null &
-    sampler=$!
-    out=$("$@")
-    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
-    peak=$(awk '$1 + 0 > m { m = $1 + 0 } END { print m + 0 }' "$log")
-    rm -f "$log"
-    printf '%s\n' "$out" | sed "s/^{/{\"gpu_memory_mib\":$peak,/"
-}
 for tag in ${BUILDS:-base new}; do
     [ -x "/tmp/slaw-$tag" ] || { xz -dc "gpu/slaw-cuda-$tag.xz" > "/tmp/slaw-$tag" && chmod +x "/tmp/slaw-$tag"; }
 done

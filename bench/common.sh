@@ -18,3 +18,17 @@ declare -A ARGS=(
     [vit-256]="--width 256 --depth 8 --heads 8 --image 28 --patch 4 --batch 128"
     [large]="--width 1024 --depth 12 --heads 16 --image 64 --patch 4 --batch 128"
 )
+# measured COMMAND...: runs COMMAND and prints its JSON lines, each with "gpu_memory_mib": the peak
+# of nvidia-smi's per-process used memory during the run (sampled every 200 ms; context, caches
+# and allocator pools included, the same measure for slaw and PyTorch; 0 where none is reported).
+measured() {
+    local log out peak sampler
+    log=$(mktemp)
+    nvidia-smi --query-compute-apps=used_memory --format=csv,noheader,nounits -lms 200 > "$log" 2>/dev/null &
+    sampler=$!
+    out=$("$@")
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    peak=$(awk '$1 + 0 > m { m = $1 + 0 } END { print m + 0 }' "$log")
+    rm -f "$log"
+    printf '%s\n' "$out" | grep '^{' | sed "s/^{/{\"gpu_memory_mib\":$peak,/"
+}

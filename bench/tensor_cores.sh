@@ -17,18 +17,6 @@ source "$(dirname "$0")/common.sh"
 export PYTHONUNBUFFERED=1
 log() { printf '\n### %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 parts=" ${PARTS:-tests checks step sweep} "
-# measured COMMAND...: COMMAND's JSON line with the peak of its process's GPU memory.
-measured() {
-    local log out peak sampler
-    log=$(mktemp)
-    nvidia-smi --query-compute-apps=used_memory --format=csv,noheader,nounits -lms 200 > "$log" 2>/dev/null &
-    sampler=$!
-    out=$("$@")
-    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
-    peak=$(awk '$1 + 0 > m { m = $1 + 0 } END { print m + 0 }' "$log")
-    rm -f "$log"
-    printf '%s\n' "$out" | grep '^{' | sed "s/^{/{\"gpu_memory_mib\":$peak,/"
-}
 
 log "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

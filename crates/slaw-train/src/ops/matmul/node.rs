@@ -88,9 +88,9 @@ pub(super) fn tracked_linear<B: Backend, P: Products, const D: usize>(
         .as_ref()
         .map(|b| primitive::<B, Autodiff<P>, 1>(b.val()));
     let shape = x.primitive.shape();
-    let xo = operand::<P>(rows::<P>(x.primitive), mixed);
-    let wo = operand::<P>(w.primitive, mixed);
-    let saved = |xo: &FloatTensor<P>, wo: &FloatTensor<P>| LinearSaved {
+    let xo = operand::<P>(rows::<P>(x.primitive.clone()), mixed);
+    let wo = operand::<P>(w.primitive.clone(), mixed);
+    let saved = LinearSaved {
         x: xo.clone(),
         w: wo.clone(),
         shape: shape.clone(),
@@ -98,41 +98,33 @@ pub(super) fn tracked_linear<B: Backend, P: Products, const D: usize>(
     };
     let y = match bias {
         Some(bias) => {
-            let nodes = [x.node.clone(), w.node.clone(), bias.node.clone()];
-            let kind = <LinearBackward as Backward<P, 3>>::prepare::<NoCheckpointing>(
-                LinearBackward,
-                nodes,
-            )
-            .compute_bound()
-            .stateful();
-            let y = unrows::<P>(
-                P::product(xo.clone(), false, wo.clone(), false, Some(bias.primitive)),
-                &shape,
-            );
-            match kind {
-                OpsKind::Tracked(prep) => prep.finish(saved(&xo, &wo), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
+            let y = P::product(xo, false, wo, false, Some(bias.primitive.clone()));
+            linear_node([&x, &w, &bias], saved, unrows::<P>(y, &shape))
         }
         None => {
-            let nodes = [x.node.clone(), w.node.clone()];
-            let kind = <LinearBackward as Backward<P, 2>>::prepare::<NoCheckpointing>(
-                LinearBackward,
-                nodes,
-            )
-            .compute_bound()
-            .stateful();
-            let y = unrows::<P>(
-                P::product(xo.clone(), false, wo.clone(), false, None),
-                &shape,
-            );
-            match kind {
-                OpsKind::Tracked(prep) => prep.finish(saved(&xo, &wo), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
+            let y = P::product(xo, false, wo, false, None);
+            linear_node([&x, &w], saved, unrows::<P>(y, &shape))
         }
     };
     tensor::<B, Autodiff<P>, D>(y)
+}
+
+/// The Linear node of output `y` over `parents` (input, weight and, when `N` is 3, bias); the
+/// state is kept only when something upstream needs a gradient.
+fn linear_node<P: Products, const N: usize>(
+    parents: [&FloatTensor<Autodiff<P>>; N],
+    saved: LinearSaved<P>,
+    y: FloatTensor<P>,
+) -> FloatTensor<Autodiff<P>> {
+    let nodes = parents.map(|t| t.node.clone());
+    let kind =
+        <LinearBackward as Backward<P, N>>::prepare::<NoCheckpointing>(LinearBackward, nodes)
+            .compute_bound()
+            .stateful();
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(saved, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
 }
 
 /// A Linear layer's node: parents the input, the weight and, when `N` is 3, the bias.
