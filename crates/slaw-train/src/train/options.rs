@@ -29,7 +29,8 @@ pub struct TrainerOptions {
 }
 
 impl Default for TrainerOptions {
-    /// Everything of slaw's own on except the cuBLASLt products (not yet run on a GPU); 256 rows per chunk on CUDA (docs/PERFORMANCE.md).
+    /// Everything of slaw's own on except the cuBLASLt products (not yet run on a GPU); 256 rows
+    /// per chunk on CUDA (docs/PERFORMANCE.md).
     fn default() -> Self {
         TrainerOptions {
             layer_norm_op: true,

@@ -28,16 +28,17 @@ use crate::CudaCompiler;
 /// order) and the stream to enqueue on; an error is reported as the launch's error.
 pub type ExternalCall = Box<dyn FnOnce(&[u64], *mut CUstream_st) -> Result<(), String> + Send>;
 
-/// A "kernel" that the server runs as a call of its function (see the module's doc).
+/// A "kernel" that the server runs as a call of its function (see the module's doc). The mutex
+/// only makes the task `Sync`, as kernels must be; the server owns the task when it calls it.
 pub struct ExternalTask {
-    call: Mutex<Option<ExternalCall>>,
+    call: Mutex<ExternalCall>,
 }
 
 impl ExternalTask {
     /// A task that runs `call` on the stream, in order.
     pub fn new(call: ExternalCall) -> Self {
         Self {
-            call: Mutex::new(Some(call)),
+            call: Mutex::new(call),
         }
     }
 
@@ -46,9 +47,10 @@ impl ExternalTask {
         KernelId::new::<ExternalTask>()
     }
 
-    /// Its function, once.
-    pub(crate) fn take(&self) -> Option<ExternalCall> {
-        self.call.lock().ok()?.take()
+    /// Its function.
+    pub(crate) fn into_call(self) -> ExternalCall {
+        // A poisoned lock still holds the function: nothing ran under it.
+        self.call.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 }
 

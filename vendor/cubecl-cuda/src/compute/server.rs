@@ -923,11 +923,7 @@ impl CudaServer {
             addresses.push(command.resource(binding)?.ptr);
         }
         let stream = command.streams.current().sys;
-        let call = task.take().ok_or_else(|| LaunchError::Unknown {
-            reason: "an external task was called twice".into(),
-            backtrace: BackTrace::capture(),
-        })?;
-        call(&addresses, stream).map_err(|reason| {
+        (task.into_call())(&addresses, stream).map_err(|reason| {
             ServerError::from(LaunchError::Unknown {
                 reason,
                 backtrace: BackTrace::capture(),

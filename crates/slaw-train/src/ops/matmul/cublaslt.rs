@@ -11,7 +11,7 @@
 //! The operands' layouts as cuBLASLt reads them are [`column_major`]'s (tested on the CPU).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -84,18 +84,15 @@ pub(crate) fn enqueue(
     }
     LT.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Lt::new()?);
-        }
-        let Some(lt) = slot.as_mut() else {
-            return Err("cuBLASLt: no handle".into());
+        let lt = match &mut *slot {
+            Some(lt) => lt,
+            None => slot.insert(Lt::new()?),
         };
         lt.run(gemm, addresses, stream)
     })
 }
 
 impl Lt {
-    #[allow(unsafe_code)]
     fn new() -> Result<Self, String> {
         let handle = lt::create_handle().map_err(|e| err("handle", e))?;
         Ok(Lt {
@@ -119,24 +116,18 @@ impl Lt {
             .map(|a| 1u32 << a.trailing_zeros().min(8))
             .min()
             .unwrap_or(256);
-        let key = (gemm, align);
-        if !self.plans.contains_key(&key) {
-            let plan = self.plan(gemm, align)?;
-            self.plans.insert(key, plan);
-        }
-        let workspace = match self.workspaces.get(&(stream as usize)) {
-            Some(w) => *w,
-            None => {
-                // SAFETY: the device thread's CUDA context is current; the allocation is kept
-                // for the life of the process.
-                let w = unsafe { cudarc::driver::result::malloc_sync(WORKSPACE_BYTES) }
-                    .map_err(|e| err("workspace", e))?;
-                self.workspaces.insert(stream as usize, w);
-                w
-            }
+        let plan = match self.plans.entry((gemm, align)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(plan(self.handle, gemm, align)?),
         };
-        let Some(plan) = self.plans.get(&key) else {
-            return Err("cuBLASLt: no plan".into());
+        let workspace = match self.workspaces.entry(stream as usize) {
+            Entry::Occupied(e) => *e.get(),
+            // SAFETY: the device thread's CUDA context is current; the allocation is kept for
+            // the life of the process.
+            Entry::Vacant(e) => *e.insert(
+                unsafe { cudarc::driver::result::malloc_sync(WORKSPACE_BYTES) }
+                    .map_err(|e| err("workspace", e))?,
+            ),
         };
         let (a, b) = (addresses[0], addresses[1]);
         let d = addresses[addresses.len() - 1];
@@ -177,100 +168,98 @@ impl Lt {
             .map_err(|e| err(&format!("product {gemm:?}"), e))
         }
     }
+}
 
-    /// Descriptors and the heuristic's algorithm for `gemm` on operands aligned to `align` bytes.
-    #[allow(unsafe_code)]
-    fn plan(&self, g: Gemm, align: u32) -> Result<Plan, String> {
-        use sys::cudaDataType::{CUDA_R_16BF, CUDA_R_32F};
-        let operand = if g.bf16 { CUDA_R_16BF } else { CUDA_R_32F };
-        let [first_layout, second_layout, out_layout] = column_major(&g);
-        let layout = |ty, c: ColumnMajor| -> Result<sys::cublasLtMatrixLayout_t, String> {
-            let l = lt::create_matrix_layout(ty, c.rows as u64, c.cols as u64, c.ld as i64)
-                .map_err(|e| err("layout", e))?;
-            if g.batch > 1 {
-                let count = g.batch as i32;
-                let stride = c.batch_stride as i64;
-                // SAFETY: `l` was just created; the values are the attributes' types.
-                unsafe {
-                    lt::set_matrix_layout_attribute(
-                        l,
-                        sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
-                        &count as *const i32 as *const c_void,
-                        4,
-                    )
-                    .map_err(|e| err("batch count", e))?;
-                    lt::set_matrix_layout_attribute(
+/// Descriptors and `handle`'s heuristic's algorithm for `g` on operands aligned to `align` bytes.
+#[allow(unsafe_code)]
+fn plan(handle: sys::cublasLtHandle_t, g: Gemm, align: u32) -> Result<Plan, String> {
+    use sys::cudaDataType::{CUDA_R_16BF, CUDA_R_32F};
+    let operand = if g.bf16 { CUDA_R_16BF } else { CUDA_R_32F };
+    let [first_layout, second_layout, out_layout] = column_major(&g);
+    let layout = |ty, c: ColumnMajor| -> Result<sys::cublasLtMatrixLayout_t, String> {
+        let l = lt::create_matrix_layout(ty, c.rows as u64, c.cols as u64, c.ld as i64)
+            .map_err(|e| err("layout", e))?;
+        if g.batch > 1 {
+            let count = g.batch as i32;
+            let stride = c.batch_stride as i64;
+            // SAFETY: `l` was just created; the values are the attributes' types.
+            unsafe {
+                lt::set_matrix_layout_attribute(
+                    l,
+                    sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                    &count as *const i32 as *const c_void,
+                    4,
+                )
+                .map_err(|e| err("batch count", e))?;
+                lt::set_matrix_layout_attribute(
                         l,
                         sys::cublasLtMatrixLayoutAttribute_t::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                         &stride as *const i64 as *const c_void,
                         8,
                     )
                     .map_err(|e| err("batch stride", e))?;
-                }
             }
-            Ok(l)
-        };
-        let first = layout(operand, first_layout)?;
-        let second = layout(operand, second_layout)?;
-        let out = layout(CUDA_R_32F, out_layout)?;
-        let (first_op, second_op) = (op(first_layout.transposed), op(second_layout.transposed));
-        let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, CUDA_R_32F)
-            .map_err(|e| err("descriptor", e))?;
-        // SAFETY: the descriptors were just created; each value has its attribute's type.
-        unsafe {
-            let set = |attr, value: *const c_void, size| {
-                lt::set_matmul_desc_attribute(desc, attr, value, size)
-                    .map_err(|e| err("attribute", e))
-            };
-            use sys::cublasLtMatmulDescAttributes_t as A;
-            set(
-                A::CUBLASLT_MATMUL_DESC_TRANSA,
-                &first_op as *const i32 as *const c_void,
-                4,
-            )?;
-            set(
-                A::CUBLASLT_MATMUL_DESC_TRANSB,
-                &second_op as *const i32 as *const c_void,
-                4,
-            )?;
-            if g.bias {
-                let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS;
-                set(
-                    A::CUBLASLT_MATMUL_DESC_EPILOGUE,
-                    &epilogue as *const sys::cublasLtEpilogue_t as *const c_void,
-                    std::mem::size_of::<sys::cublasLtEpilogue_t>(),
-                )?;
-            }
-            let pref = lt::create_matmul_pref().map_err(|e| err("preference", e))?;
-            let bytes = WORKSPACE_BYTES as u64;
-            lt::set_matmul_pref_attribute(
-                pref,
-                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                &bytes as *const u64 as *const c_void,
-                8,
-            )
-            .map_err(|e| err("workspace preference", e))?;
-            use sys::cublasLtMatmulPreferenceAttributes_t as Pref;
-            for attr in [
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-            ] {
-                lt::set_matmul_pref_attribute(pref, attr, &align as *const u32 as *const c_void, 4)
-                    .map_err(|e| err("alignment preference", e))?;
-            }
-            let heuristic =
-                lt::get_matmul_algo_heuristic(self.handle, desc, first, second, out, out, pref)
-                    .map_err(|e| err(&format!("no algorithm for {g:?}"), e))?;
-            lt::destroy_matmul_pref(pref).map_err(|e| err("preference", e))?;
-            Ok(Plan {
-                desc,
-                first,
-                second,
-                out,
-                algo: heuristic.algo,
-            })
         }
+        Ok(l)
+    };
+    let first = layout(operand, first_layout)?;
+    let second = layout(operand, second_layout)?;
+    let out = layout(CUDA_R_32F, out_layout)?;
+    let (first_op, second_op) = (op(first_layout.transposed), op(second_layout.transposed));
+    let desc = lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, CUDA_R_32F)
+        .map_err(|e| err("descriptor", e))?;
+    // SAFETY: the descriptors were just created; each value has its attribute's type.
+    unsafe {
+        let set = |attr, value: *const c_void, size| {
+            lt::set_matmul_desc_attribute(desc, attr, value, size).map_err(|e| err("attribute", e))
+        };
+        use sys::cublasLtMatmulDescAttributes_t as A;
+        set(
+            A::CUBLASLT_MATMUL_DESC_TRANSA,
+            &first_op as *const i32 as *const c_void,
+            4,
+        )?;
+        set(
+            A::CUBLASLT_MATMUL_DESC_TRANSB,
+            &second_op as *const i32 as *const c_void,
+            4,
+        )?;
+        if g.bias {
+            let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS;
+            set(
+                A::CUBLASLT_MATMUL_DESC_EPILOGUE,
+                &epilogue as *const sys::cublasLtEpilogue_t as *const c_void,
+                std::mem::size_of::<sys::cublasLtEpilogue_t>(),
+            )?;
+        }
+        let pref = lt::create_matmul_pref().map_err(|e| err("preference", e))?;
+        let bytes = WORKSPACE_BYTES as u64;
+        lt::set_matmul_pref_attribute(
+            pref,
+            sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+            &bytes as *const u64 as *const c_void,
+            8,
+        )
+        .map_err(|e| err("workspace preference", e))?;
+        use sys::cublasLtMatmulPreferenceAttributes_t as Pref;
+        for attr in [
+            Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+            Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+            Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+        ] {
+            lt::set_matmul_pref_attribute(pref, attr, &align as *const u32 as *const c_void, 4)
+                .map_err(|e| err("alignment preference", e))?;
+        }
+        let heuristic = lt::get_matmul_algo_heuristic(handle, desc, first, second, out, out, pref)
+            .map_err(|e| err(&format!("no algorithm for {g:?}"), e))?;
+        lt::destroy_matmul_pref(pref).map_err(|e| err("preference", e))?;
+        Ok(Plan {
+            desc,
+            first,
+            second,
+            out,
+            algo: heuristic.algo,
+        })
     }
 }
