@@ -60,6 +60,70 @@ pub enum DataConfig {
         /// Seed of the teacher and of the inputs.
         seed: u64,
     },
+    /// The researcher's images (folder, CIFAR or NumPy), decoded into slaw's uint8 cache.
+    Images {
+        /// How they are stored.
+        format: ImageFormat,
+        /// SHA-256 of the decoded images and labels: a changed data set is a new trial.
+        content_hash: String,
+        /// Channels after conversion.
+        channels: usize,
+        /// Image rows after resizing.
+        height: usize,
+        /// Image columns after resizing.
+        width: usize,
+        /// Number of classes.
+        classes: usize,
+        /// Whether the sweep resizes (`image_size`) rather than keeping the stored size.
+        resized: bool,
+        /// Whether the sweep converts the channel count (`channels`) rather than keeping it.
+        converted: bool,
+        /// Whether undecodable images are left out (`skip_bad`).
+        skip_bad: bool,
+        /// Whether the validation examples are held out of the training files (the data set
+        /// has no validation split of its own).
+        held_out: bool,
+        /// Training examples.
+        train: usize,
+        /// Validation examples (held out, or a seeded subset of the data set's own split).
+        validation: usize,
+        /// Seed of the split.
+        split_seed: u64,
+        /// Augmentation of training images.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        augment: Option<Augment>,
+    },
+}
+
+/// How an image data set is stored on disk (`data.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// `train/<class>/*.{png,jpg,jpeg,webp}`, optionally `val/<class>/…`.
+    Folder,
+    /// CIFAR-10's or CIFAR-100's binary batches.
+    Cifar,
+    /// `x_train.npy`, `y_train.npy` (optionally `x_val.npy`, `y_val.npy`).
+    Npy,
+}
+
+/// Random augmentation of training images, drawn per example and step on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Random crop after zero-padding every side by this many pixels (0: none).
+    #[serde(default)]
+    pub crop: usize,
+    /// Random horizontal flip.
+    #[serde(default)]
+    pub flip: bool,
+}
+
+impl Augment {
+    /// True when the augmentation changes anything.
+    pub fn is_active(&self) -> bool {
+        self.crop > 0 || self.flip
+    }
 }
 
 /// The two published Fashion-MNIST splits.
@@ -108,6 +172,18 @@ impl DataConfig {
                 width: *side,
                 classes: *classes,
             },
+            DataConfig::Images {
+                channels,
+                height,
+                width,
+                classes,
+                ..
+            } => InputShape {
+                channels: *channels,
+                height: *height,
+                width: *width,
+                classes: *classes,
+            },
         }
     }
 
@@ -127,7 +203,7 @@ impl DataConfig {
                 let n = total.saturating_sub(*validation);
                 train_limit.map_or(n, |l| l.min(n))
             }
-            DataConfig::Synthetic { train, .. } => *train,
+            DataConfig::Synthetic { train, .. } | DataConfig::Images { train, .. } => *train,
         }
     }
 
@@ -135,7 +211,9 @@ impl DataConfig {
     pub fn validation_examples(&self) -> usize {
         match self {
             DataConfig::FashionMnist { validation, .. } => *validation,
-            DataConfig::Synthetic { validation, .. } => *validation,
+            DataConfig::Synthetic { validation, .. } | DataConfig::Images { validation, .. } => {
+                *validation
+            }
         }
     }
 }
