@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The crates' boundaries, checked on their dependency trees (CI runs this; it builds nothing):
 #   slaw-core   (the trial vocabulary)   no Burn, sqlx, polars, plotters or tokio
+#   slaw-data   (image data sets)        no Burn, sqlx, polars, plotters or tokio
 #   slaw        (the orchestrator)       no Burn or CubeCL
 #   slaw-train  (the Burn trainer)       no sqlx, polars or plotters
 # A crate that gains a forbidden dependency, directly or through another crate, fails the check.
@@ -23,6 +24,7 @@ forbid() {
 }
 
 forbid slaw-core 'burn.*|cubecl.*|sqlx.*|polars.*|plotters.*|tokio'
+forbid slaw-data 'burn.*|cubecl.*|sqlx.*|polars.*|plotters.*|tokio'
 forbid slaw 'burn.*|cubecl.*'
 forbid slaw-train 'sqlx.*|polars.*|plotters.*'
 exit "$failed"

@@ -5,11 +5,11 @@
 //! sweep's trials share one data set).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use slaw_core::{ComputeDevice, Outcome, Reporter, Trainer, TrainerError, TrialConfig};
-use slaw_train::train::data::{self, Dataset};
+use slaw_train::train::data::{self, DataPlaces, Dataset};
 use slaw_train::train::options::{set_options, TrainerOptions};
 
 /// The trainer's options from the environment (benchmarks and bisection switch slaw's own
@@ -34,16 +34,19 @@ pub fn configure_from_env() {
     });
 }
 
-/// slaw's Burn trainer, with the data sets it has loaded.
-#[derive(Default)]
+/// slaw's Burn trainer, with the data sets it has loaded and the cache images are read from.
 pub struct BurnTrainer {
     datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    cache: PathBuf,
 }
 
 impl BurnTrainer {
-    /// A shareable trainer for the executors.
-    pub fn shared() -> Arc<dyn Trainer> {
-        Arc::new(BurnTrainer::default())
+    /// A shareable trainer for the executors; image data sets are mapped from `cache`.
+    pub fn shared(cache: PathBuf) -> Arc<dyn Trainer> {
+        Arc::new(BurnTrainer {
+            datasets: Mutex::default(),
+            cache,
+        })
     }
 
     /// The data set of `config`, loaded once.
@@ -57,7 +60,11 @@ impl BurnTrainer {
         if let Some(d) = self.datasets.lock().map_err(|e| failed(&e))?.get(&key) {
             return Ok(d.clone());
         }
-        let loaded = Arc::new(data::load(config, path).map_err(|e| failed(&e))?);
+        let places = DataPlaces {
+            path,
+            cache: Some(&self.cache),
+        };
+        let loaded = Arc::new(data::load(config, &places).map_err(|e| failed(&e))?);
         self.datasets
             .lock()
             .map_err(|e| failed(&e))?

@@ -9,6 +9,7 @@
 //! - `fit_cli`: `slaw fit` / `predict` / `report` on planted and imported data.
 //! - `fit_reference`: the fits against published scaling-law fits on public data.
 //! - `results_cli`: `slaw query`, `export`, `show`, `plot`.
+//! - `images`: `dataset: images` in every format, the cache, streaming, bad data sets.
 //! - `hardening`: nothing lost, nothing written by a reader, no crash on hostile input.
 
 mod common;
@@ -20,4 +21,5 @@ mod crash;
 mod fit_cli;
 mod fit_reference;
 mod hardening;
+mod images;
 mod results_cli;

@@ -78,6 +78,8 @@ pub(super) enum Command {
     },
     /// Time one model's training step (for docs/PERFORMANCE.md).
     Bench(bench::BenchArgs),
+    /// Write a generated labelled image data set (folder, CIFAR or NumPy) to try `dataset: images`.
+    GenerateImages(super::images::GenerateImagesArgs),
     /// Claims per second of concurrent workers on a database (for docs/CLUSTER.md).
     #[command(hide = true)]
     BenchClaims(bench::ClaimsArgs),

@@ -9,6 +9,7 @@ pub mod exit;
 mod fit;
 mod format;
 mod host_profile;
+mod images;
 pub(crate) mod out;
 mod progress;
 mod results;
@@ -127,6 +128,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Export(args) => results::export(args).await,
         Command::Show { db, key, json } => results::show(&db.db, &key, json).await,
         Command::Bench(args) => bench::bench(args),
+        Command::GenerateImages(args) => images::generate(args),
         Command::BenchClaims(args) => bench::claims(args).await,
         Command::BenchMetrics(args) => bench::metrics(args).await,
         Command::BenchFit(args) => bench::fit(args),
@@ -140,13 +142,56 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-/// Reads a sweep file allowing up to `max_trials` trials.
-fn load_spec(file: &Path, max_trials: u64) -> Result<(slaw::spec::SweepSpec, String)> {
-    Ok(spec::load_with(file, &spec::Limits { max_trials })?)
+/// Reads a sweep file allowing up to `max_trials` trials; an images data set is decoded into
+/// the cache of database `db` (see [`data_cache`]), with a progress bar.
+fn load_spec(
+    file: &Path,
+    max_trials: u64,
+    db: Option<&Location>,
+) -> Result<(slaw::spec::SweepSpec, String)> {
+    let bar = std::sync::OnceLock::<indicatif::ProgressBar>::new();
+    let progress = move |done: u64, total: u64| {
+        let bar = bar.get_or_init(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "decoding images {bar:30} {pos}/{len} ({per_sec}, {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    };
+    let limits = spec::Limits {
+        max_trials,
+        data: spec::DataOptions {
+            cache: Some(data_cache(db)),
+            progress: Some(std::sync::Arc::new(progress)),
+        },
+    };
+    Ok(spec::load_with(file, &limits)?)
+}
+
+/// Where image data sets are decoded: `$SLAW_CACHE`, else `slaw-cache` beside the SQLite
+/// database (`db`, else `$SLAW_DB` or the default), else `~/.cache/slaw` (PostgreSQL: set
+/// `SLAW_CACHE` to a shared folder on a cluster).
+pub(crate) fn data_cache(db: Option<&Location>) -> std::path::PathBuf {
+    let fallback = std::env::var("SLAW_DB")
+        .ok()
+        .and_then(|v| Location::parse(&v).ok())
+        .unwrap_or_else(|| Location::Sqlite(slaw::store::DEFAULT_DB.into()));
+    match db.unwrap_or(&fallback) {
+        Location::Sqlite(path) => slaw_data::cache_root(Some(path)),
+        Location::Postgres(_) => slaw_data::cache_root(None),
+    }
 }
 
 fn validate(file: &Path, max_trials: u64) -> Result<ExitCode> {
-    let (spec, _) = load_spec(file, max_trials)?;
+    let (spec, _) = load_spec(file, max_trials, None)?;
     let plan = slaw::plan::expand(&spec);
     let lrs = match spec.adaptive {
         Some(_) => format!(
@@ -181,7 +226,7 @@ fn validate(file: &Path, max_trials: u64) -> Result<ExitCode> {
 }
 
 fn plan(file: &Path, json: bool, max_trials: u64) -> Result<ExitCode> {
-    let (spec, _) = load_spec(file, max_trials)?;
+    let (spec, _) = load_spec(file, max_trials, None)?;
     let plan = slaw::plan::expand(&spec);
     if json {
         outln!("{}", serde_json::to_string_pretty(&plan)?);

@@ -125,20 +125,25 @@ pub(super) async fn show(db: &Location, key: &str, json: bool) -> Result<ExitCod
     let metrics = store.metrics(trial.id).await?;
     let events = store.events(trial.id).await?;
     let logs = store.logs(trial.id, SHOW_LOG_LINES).await?;
-    let sweep = store
+    let row = store
         .sweeps()
         .await?
         .into_iter()
-        .find(|s| s.id == trial.sweep_id)
-        .map_or_else(|| "?".to_string(), |s| s.name);
+        .find(|s| s.id == trial.sweep_id);
     store.close().await;
+    // The images data set's identity (format, path, counts, shape, classes, content hash).
+    let data = row
+        .as_ref()
+        .and_then(|r| r.spec().ok())
+        .and_then(|s| s.burn().and_then(|b| b.data_identity.clone()));
+    let sweep = row.map_or_else(|| "?".to_string(), |s| s.name);
     if json {
         let config: serde_json::Value = serde_json::from_str(&trial.config_json)?;
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "sweep": sweep, "trial": trial, "config": config, "metrics": metrics, "events": events,
-                "log": logs,
+                "log": logs, "data": data,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -158,6 +163,9 @@ pub(super) async fn show(db: &Location, key: &str, json: bool) -> Result<ExitCod
         lr(t.lr),
         t.seed
     );
+    if let Some(d) = &data {
+        outln!("  data: {}", d.summary());
+    }
     outln!(
         "  {} training FLOPs ({} per example); {} attempt(s); worker {} on {}",
         si(t.flops),

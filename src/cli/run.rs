@@ -23,7 +23,7 @@ use super::{format, load_spec, located, open_writer, progress, stop_flag, EXIT_I
 use crate::trainer::BurnTrainer;
 
 pub(super) async fn run(args: RunArgs) -> Result<ExitCode> {
-    let (spec, yaml) = load_spec(&args.file, args.max_trials)?;
+    let (spec, yaml) = load_spec(&args.file, args.max_trials, Some(&args.db.db))?;
     if args.executor == ExecutorArg::Slurm {
         return run_on_slurm(args, spec, yaml).await;
     }
@@ -332,7 +332,7 @@ pub(super) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let report = match run_worker(
         &store,
         &options,
-        BurnTrainer::shared(),
+        BurnTrainer::shared(super::data_cache(Some(&args.db.db))),
         stop.clone(),
         &mut log,
     )

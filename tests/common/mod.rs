@@ -12,6 +12,7 @@ use slaw::store::{Store, TrialRow};
 pub fn slaw() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slaw"));
     cmd.env_remove("SLAW_DB");
+    cmd.env_remove("SLAW_CACHE");
     cmd
 }
 

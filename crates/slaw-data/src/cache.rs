@@ -34,6 +34,23 @@ pub struct SplitMeta {
     pub channel_sq_sum: Vec<u64>,
 }
 
+impl SplitMeta {
+    /// Per-channel mean and standard deviation in [0, 1] units, over images of `plane` pixels
+    /// per channel.
+    pub fn mean_std(&self, plane: usize) -> (Vec<f64>, Vec<f64>) {
+        let n = (self.count * plane).max(1) as f64;
+        self.channel_sum
+            .iter()
+            .zip(&self.channel_sq_sum)
+            .map(|(&s, &q)| {
+                let mean = s as f64 / n / 255.0;
+                let var = q as f64 / n / (255.0 * 255.0) - mean * mean;
+                (mean, var.max(0.0).sqrt())
+            })
+            .unzip()
+    }
+}
+
 /// What a cache holds, stored as its `meta.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheMeta {
@@ -127,7 +144,9 @@ impl SplitWriter {
 
     /// Flushes the pixels, writes the labels; returns the split's statistics and its hash.
     fn finish(mut self) -> Result<(SplitMeta, [u8; 32]), DataError> {
-        self.file.flush().map_err(|e| DataError::io(&self.path, e))?;
+        self.file
+            .flush()
+            .map_err(|e| DataError::io(&self.path, e))?;
         self.file
             .get_ref()
             .sync_all()
@@ -213,9 +232,8 @@ impl CacheWriter {
         meta.width = self.width;
         meta.train = train;
         meta.validation = validation.map(|(m, _)| m);
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| {
-            DataError::invalid(&self.dir, format!("cannot write meta.json: {e}"))
-        })?;
+        let json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| DataError::invalid(&self.dir, format!("cannot write meta.json: {e}")))?;
         let meta_path = self.dir.join("meta.json");
         std::fs::write(&meta_path, json).map_err(|e| DataError::io(&meta_path, e))?;
         let target = cache_folder(root, &meta.content_hash);
@@ -293,7 +311,9 @@ impl MappedSplit {
         if got != expected {
             return Err(DataError::invalid(
                 path,
-                format!("holds {got} bytes, its meta.json says {expected}: delete the cache folder"),
+                format!(
+                    "holds {got} bytes, its meta.json says {expected}: delete the cache folder"
+                ),
             ));
         }
         let labels_path = path.with_extension("labels");

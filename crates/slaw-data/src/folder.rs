@@ -106,7 +106,10 @@ impl FolderFiles {
             let mut val = SplitFiles::default();
             for (name, dir) in class_dirs(&val_dir)? {
                 let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
-                    DataError::invalid(&dir, "is a validation class without a train/ folder of that name")
+                    DataError::invalid(
+                        &dir,
+                        "is a validation class without a train/ folder of that name",
+                    )
                 })?;
                 val.files
                     .extend(images_of(&dir)?.into_iter().map(|p| (p, label as u32)));
@@ -125,7 +128,12 @@ impl FolderFiles {
     /// Every file the cache depends on.
     pub fn inputs(&self) -> Vec<PathBuf> {
         let val = self.val.iter().flat_map(|v| v.files.iter());
-        self.train.files.iter().chain(val).map(|(p, _)| p.clone()).collect()
+        self.train
+            .files
+            .iter()
+            .chain(val)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// (height, width, channels) of the first image that decodes (`skip_bad`: skipping those
@@ -193,10 +201,8 @@ impl Job<'_> {
         skipped: &mut Vec<PathBuf>,
     ) -> Result<(), DataError> {
         for chunk in files.files.chunks(CHUNK) {
-            let decoded: Vec<Result<Vec<u8>, DataError>> = chunk
-                .par_iter()
-                .map(|(path, _)| self.one(path))
-                .collect();
+            let decoded: Vec<Result<Vec<u8>, DataError>> =
+                chunk.par_iter().map(|(path, _)| self.one(path)).collect();
             for ((path, label), result) in chunk.iter().zip(decoded) {
                 match result {
                     Ok(chw) => out.push(&chw, *label)?,
@@ -253,7 +259,10 @@ pub fn decode(path: &Path) -> Result<Stored, DataError> {
     let (width, height) = (img.width() as usize, img.height() as usize);
     let grey = matches!(
         img.color(),
-        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::L16 | image::ColorType::La16
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::L16
+            | image::ColorType::La16
     );
     let (hwc, channels) = if grey {
         (img.into_luma8().into_raw(), 1)

@@ -140,7 +140,10 @@ fn check_settings(settings: &Settings) -> Result<(), DataError> {
         ));
     }
     if settings.image_size == Some(0) {
-        return Err(DataError::invalid(&settings.path, "data.image_size must be at least 1"));
+        return Err(DataError::invalid(
+            &settings.path,
+            "data.image_size must be at least 1",
+        ));
     }
     Ok(())
 }
@@ -183,12 +186,18 @@ pub fn prepare(
         Inputs::Npy(n) => n.write(&target, &mut writer, progress)?,
     };
     if writer.train.is_empty() {
-        return Err(DataError::invalid(&settings.path, "no training image could be read"));
+        return Err(DataError::invalid(
+            &settings.path,
+            "no training image could be read",
+        ));
     }
     if classes.len() < 2 {
         return Err(DataError::invalid(
             &settings.path,
-            format!("has {} class(es); a classifier needs at least 2", classes.len()),
+            format!(
+                "has {} class(es); a classifier needs at least 2",
+                classes.len()
+            ),
         ));
     }
     let meta = CacheMeta {

@@ -62,6 +62,7 @@ struct Array {
     map: Mmap,
     offset: usize,
     dtype: Dtype,
+    descr: String,
     shape: Vec<usize>,
 }
 
@@ -124,6 +125,7 @@ impl Array {
             .map(str::parse::<usize>)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| bad("unreadable 'shape'"))?;
+        let descr = descr.to_string();
         let offset = start + len;
         let need = shape.iter().product::<usize>() * dtype.size();
         if map.len() - offset != need {
@@ -140,6 +142,7 @@ impl Array {
             map,
             offset,
             dtype,
+            descr,
             shape,
         })
     }
@@ -150,11 +153,7 @@ impl Array {
 
     /// The array's values as labels.
     fn labels(&self) -> Result<Vec<u32>, DataError> {
-        let flat = match self.shape.as_slice() {
-            [_] => true,
-            [_, 1] => true,
-            _ => false,
-        };
+        let flat = matches!(self.shape.as_slice(), [_] | [_, 1]);
         if !flat {
             return Err(DataError::invalid(
                 &self.path,
@@ -179,16 +178,22 @@ impl Array {
         if self.dtype == Dtype::F32 {
             return Err(DataError::invalid(
                 &self.path,
-                "labels must be integers, found float32",
+                format!("labels must be integers, found '{}'", self.descr),
             ));
         }
         d.chunks_exact(size)
             .enumerate()
             .map(|(i, b)| {
                 let v = value(b);
-                u32::try_from(v).ok().filter(|&l| l < 1 << 20).ok_or_else(|| {
-                    DataError::invalid(&self.path, format!("label {v} at index {i} is not a class number in 0..2^20"))
-                })
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&l| l < 1 << 20)
+                    .ok_or_else(|| {
+                        DataError::invalid(
+                            &self.path,
+                            format!("label {v} at index {i} is not a class number in 0..2^20"),
+                        )
+                    })
             })
             .collect()
     }
@@ -198,7 +203,7 @@ impl Array {
         if !matches!(self.dtype, Dtype::U8 | Dtype::F32) {
             return Err(DataError::invalid(
                 &self.path,
-                "images must be uint8 or float32",
+                format!("images must be uint8 or float32, found '{}'", self.descr),
             ));
         }
         match self.shape.as_slice() {
@@ -206,7 +211,9 @@ impl Array {
             [_, h, w, c @ (1 | 3)] => Ok((*h, *w, *c)),
             s => Err(DataError::invalid(
                 &self.path,
-                format!("images must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, found {s:?}"),
+                format!(
+                    "images must have shape (N, H, W) or (N, H, W, C) with C 1 or 3, found {s:?}"
+                ),
             )),
         }
     }
@@ -216,7 +223,7 @@ impl Array {
         let mut max = 0f32;
         for b in self.data().chunks_exact(4) {
             let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            if !(v >= 0.0) || v > 255.0 {
+            if v.is_nan() || !(0.0..=255.0).contains(&v) {
                 return Err(DataError::invalid(
                     &self.path,
                     format!("float32 pixel {v} is outside [0, 1] and [0, 255]"),
@@ -240,19 +247,37 @@ impl NpyFiles {
         if !path.is_dir() {
             return Err(DataError::invalid(path, "no such folder"));
         }
-        let pair = |split: &str| (path.join(format!("x_{split}.npy")), path.join(format!("y_{split}.npy")));
+        let pair = |split: &str| {
+            (
+                path.join(format!("x_{split}.npy")),
+                path.join(format!("y_{split}.npy")),
+            )
+        };
         let train = pair("train");
         for p in [&train.0, &train.1] {
             if !p.is_file() {
-                return Err(DataError::invalid(p, "missing (a NumPy data set needs x_train.npy and y_train.npy)"));
+                return Err(DataError::invalid(
+                    p,
+                    "missing (a NumPy data set needs x_train.npy and y_train.npy)",
+                ));
             }
         }
         let val = pair("val");
         let val = match (val.0.is_file(), val.1.is_file()) {
             (true, true) => Some(val),
             (false, false) => None,
-            (true, false) => return Err(DataError::invalid(&val.1, "missing (x_val.npy has no labels)")),
-            (false, true) => return Err(DataError::invalid(&val.0, "missing (y_val.npy has no images)")),
+            (true, false) => {
+                return Err(DataError::invalid(
+                    &val.1,
+                    "missing (x_val.npy has no labels)",
+                ))
+            }
+            (false, true) => {
+                return Err(DataError::invalid(
+                    &val.0,
+                    "missing (y_val.npy has no images)",
+                ))
+            }
         };
         Ok(Self { train, val })
     }
@@ -288,7 +313,10 @@ impl NpyFiles {
         cache: &mut CacheWriter,
         progress: &Progress,
     ) -> Result<Vec<String>, DataError> {
-        let train = (Array::open(&self.train.0)?, Array::open(&self.train.1)?.labels()?);
+        let train = (
+            Array::open(&self.train.0)?,
+            Array::open(&self.train.1)?.labels()?,
+        );
         let val = match &self.val {
             Some((x, y)) => Some((Array::open(x)?, Array::open(y)?.labels()?)),
             None => None,
@@ -300,7 +328,15 @@ impl NpyFiles {
             .chain(val.iter().flat_map(|v| v.1.iter()))
             .max()
             .map_or(0, |m| *m as usize + 1);
-        write_split(&train.0, &train.1, target, &mut cache.train, 0, total, progress)?;
+        write_split(
+            &train.0,
+            &train.1,
+            target,
+            &mut cache.train,
+            0,
+            total,
+            progress,
+        )?;
         if let Some((x, y)) = &val {
             let split = cache.begin_validation()?;
             write_split(x, y, target, split, train.1.len() as u64, total, progress)?;
@@ -322,10 +358,18 @@ fn write_split(
     if x.shape[0] != labels.len() {
         return Err(DataError::invalid(
             &x.path,
-            format!("holds {} images but its labels file {} labels", x.shape[0], labels.len()),
+            format!(
+                "holds {} images but its labels file {} labels",
+                x.shape[0],
+                labels.len()
+            ),
         ));
     }
-    let scale = if x.dtype == Dtype::F32 { x.float_scale()? } else { 1.0 };
+    let scale = if x.dtype == Dtype::F32 {
+        x.float_scale()?
+    } else {
+        1.0
+    };
     let row = h * w * c * x.dtype.size();
     let mut chw = Vec::with_capacity(target.channels * h * w);
     for (i, (bytes, &label)) in x.data().chunks_exact(row).zip(labels).enumerate() {
@@ -337,7 +381,13 @@ fn write_split(
             _ => bytes.to_vec(),
         };
         chw.clear();
-        Stored { hwc, height: h, width: w, channels: c }.append_chw(target, &mut chw);
+        Stored {
+            hwc,
+            height: h,
+            width: w,
+            channels: c,
+        }
+        .append_chw(target, &mut chw);
         split.push(&chw, label)?;
         if i % 4096 == 4095 {
             progress(done + i as u64 + 1, total);

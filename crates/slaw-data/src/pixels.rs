@@ -47,7 +47,11 @@ impl Stored {
                 .map(|p| luma(p[0], p[1], p[2]))
                 .collect()
         };
-        Stored { hwc, channels, ..self }
+        Stored {
+            hwc,
+            channels,
+            ..self
+        }
     }
 
     /// The image with its shorter side scaled to `side` (antialiased bilinear, as PIL's
@@ -69,13 +73,17 @@ impl Stored {
                 ImageBuffer::from_raw(self.width as u32, self.height as u32, self.hwc)
                     .expect("height × width bytes");
             let big = imageops::resize(&img, nw, nh, FilterType::Triangle);
-            imageops::crop_imm(&big, left, top, s, s).to_image().into_raw()
+            imageops::crop_imm(&big, left, top, s, s)
+                .to_image()
+                .into_raw()
         } else {
             let img: ImageBuffer<Rgb<u8>, _> =
                 ImageBuffer::from_raw(self.width as u32, self.height as u32, self.hwc)
                     .expect("height × width × 3 bytes");
             let big = imageops::resize(&img, nw, nh, FilterType::Triangle);
-            imageops::crop_imm(&big, left, top, s, s).to_image().into_raw()
+            imageops::crop_imm(&big, left, top, s, s)
+                .to_image()
+                .into_raw()
         };
         Stored {
             hwc,
@@ -121,14 +129,26 @@ mod tests {
             channels: 3,
         };
         let mut out = Vec::new();
-        img.append_chw(&Target { channels: 3, side: None }, &mut out);
+        img.append_chw(
+            &Target {
+                channels: 3,
+                side: None,
+            },
+            &mut out,
+        );
         assert_eq!(out, vec![1, 4, 2, 5, 3, 6]);
     }
 
     #[test]
     fn grey_and_colour_convert() {
         let mut out = Vec::new();
-        stored(2, 2, 1).append_chw(&Target { channels: 3, side: None }, &mut out);
+        stored(2, 2, 1).append_chw(
+            &Target {
+                channels: 3,
+                side: None,
+            },
+            &mut out,
+        );
         assert_eq!(&out[0..4], &out[4..8]);
         let white = Stored {
             hwc: vec![255, 255, 255, 255, 0, 0],
@@ -137,14 +157,26 @@ mod tests {
             channels: 3,
         };
         let mut grey = Vec::new();
-        white.append_chw(&Target { channels: 1, side: None }, &mut grey);
+        white.append_chw(
+            &Target {
+                channels: 1,
+                side: None,
+            },
+            &mut grey,
+        );
         assert_eq!(grey, vec![255, 76]);
     }
 
     #[test]
     fn resizing_makes_a_centred_square() {
         let mut out = Vec::new();
-        stored(40, 60, 3).append_chw(&Target { channels: 3, side: Some(20) }, &mut out);
+        stored(40, 60, 3).append_chw(
+            &Target {
+                channels: 3,
+                side: Some(20),
+            },
+            &mut out,
+        );
         assert_eq!(out.len(), 20 * 20 * 3);
         // A constant image stays constant through the filter and the crop.
         let flat = Stored {
@@ -154,7 +186,13 @@ mod tests {
             channels: 1,
         };
         let mut out = Vec::new();
-        flat.append_chw(&Target { channels: 1, side: Some(16) }, &mut out);
+        flat.append_chw(
+            &Target {
+                channels: 1,
+                side: Some(16),
+            },
+            &mut out,
+        );
         assert_eq!(out, vec![90; 256]);
     }
 }

@@ -65,7 +65,11 @@ impl Planted {
                     };
                     for c in 0..3 {
                         let noise = (rng.next() % 48) as u8;
-                        let v = if inside && c == colour { 200 + noise } else { 40 + noise };
+                        let v = if inside && c == colour {
+                            200 + noise
+                        } else {
+                            40 + noise
+                        };
                         hwc.push(v);
                     }
                 }
@@ -164,7 +168,12 @@ impl Planted {
 }
 
 /// Writes one `.npy` file (format 1.0) with the given element type, shape text and data.
-pub fn write_npy_array(path: &Path, descr: &str, shape: &str, data: &[u8]) -> Result<(), DataError> {
+pub fn write_npy_array(
+    path: &Path,
+    descr: &str,
+    shape: &str,
+    data: &[u8],
+) -> Result<(), DataError> {
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');

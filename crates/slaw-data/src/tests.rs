@@ -25,7 +25,10 @@ fn by_class(n: usize, seed: u64) -> Planted {
     order.sort_by_key(|&i| p.labels[i]);
     Planted {
         side: 32,
-        hwc: order.iter().flat_map(|&i| p.hwc[i * f..(i + 1) * f].to_vec()).collect(),
+        hwc: order
+            .iter()
+            .flat_map(|&i| p.hwc[i * f..(i + 1) * f].to_vec())
+            .collect(),
         labels: order.iter().map(|&i| p.labels[i]).collect(),
     }
 }
@@ -72,7 +75,9 @@ fn three_formats_of_the_same_images_give_the_same_tensors() {
 fn the_cache_is_reused_until_an_input_changes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("npy");
-    Planted::generate(40, 16, 3).write_npy(&data, "train").unwrap();
+    Planted::generate(40, 16, 3)
+        .write_npy(&data, "train")
+        .unwrap();
     let root = dir.path().join("cache");
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let count = |_: u64, _: u64| {
@@ -84,10 +89,16 @@ fn the_cache_is_reused_until_an_input_changes() {
     assert!(decoded > 0);
     let b = prepare(&s, &root, &count).unwrap();
     assert_eq!(a, b);
-    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), decoded, "decoded again");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::Relaxed),
+        decoded,
+        "decoded again"
+    );
     // Other images: a new key, decoded again, another content hash.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    Planted::generate(40, 16, 4).write_npy(&data, "train").unwrap();
+    Planted::generate(40, 16, 4)
+        .write_npy(&data, "train")
+        .unwrap();
     let c = prepare(&s, &root, &count).unwrap();
     assert_ne!(c.content_hash, a.content_hash);
     // Resized and grey: another shape.
@@ -143,15 +154,28 @@ fn bad_inputs_are_errors_naming_the_file() {
     assert!(error_of(ImageFormat::Folder, &flat).contains("no class subfolders"));
 
     let npy = dir.path().join("npy");
-    Planted::generate(10, 8, 1).write_npy(&npy, "train").unwrap();
+    Planted::generate(10, 8, 1)
+        .write_npy(&npy, "train")
+        .unwrap();
     let y: Vec<u8> = (0..9i64).flat_map(|l| (l % 2).to_le_bytes()).collect();
     write_npy_array(&npy.join("y_train.npy"), "<i8", "(9,)", &y).unwrap();
     let e = error_of(ImageFormat::Npy, &npy);
-    assert!(e.contains("x_train.npy") && e.contains("10 images") && e.contains("9 labels"), "{e}");
+    assert!(
+        e.contains("x_train.npy") && e.contains("10 images") && e.contains("9 labels"),
+        "{e}"
+    );
 
     let wrong = dir.path().join("wrong");
-    Planted::generate(4, 8, 1).write_npy(&wrong, "train").unwrap();
-    write_npy_array(&wrong.join("x_train.npy"), "<f8", "(4, 8, 8, 3)", &vec![0u8; 4 * 192 * 8]).unwrap();
+    Planted::generate(4, 8, 1)
+        .write_npy(&wrong, "train")
+        .unwrap();
+    write_npy_array(
+        &wrong.join("x_train.npy"),
+        "<f8",
+        "(4, 8, 8, 3)",
+        &vec![0u8; 4 * 192 * 8],
+    )
+    .unwrap();
     let e = error_of(ImageFormat::Npy, &wrong);
     assert!(e.contains("x_train.npy") && e.contains("'<f8'"), "{e}");
 }
@@ -160,7 +184,9 @@ fn bad_inputs_are_errors_naming_the_file() {
 fn mixed_channels_and_corrupt_images_are_named_or_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("imgs");
-    Planted::generate(12, 8, 1).write_folder(&data, "train", "png").unwrap();
+    Planted::generate(12, 8, 1)
+        .write_folder(&data, "train", "png")
+        .unwrap();
     let class0 = data.join("train").join("class0");
     std::fs::create_dir_all(&class0).unwrap();
     let grey = class0.join("zz-grey.png");
@@ -178,7 +204,10 @@ fn mixed_channels_and_corrupt_images_are_named_or_skipped() {
     std::fs::write(class0.join("zz-broken.png"), b"not a png").unwrap();
     match prepare(&rgb, &root, &|_, _| {}) {
         Err(e @ DataError::Decode { .. }) => assert!(e.to_string().contains("zz-broken.png")),
-        other => panic!("expected a decode error, got {:?}", other.map(|m| m.train.count)),
+        other => panic!(
+            "expected a decode error, got {:?}",
+            other.map(|m| m.train.count)
+        ),
     }
     let skip = Settings {
         skip_bad: true,

@@ -12,7 +12,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{DataConfig, FashionSource, InputShape};
+use super::images::Streamed;
+use crate::config::{Augment, DataConfig, FashionSource, InputShape};
 
 /// The vendored t10k split (MIT licence, see `data/fashion-mnist/README.md`).
 const T10K_IMAGES: &[u8] =
@@ -59,6 +60,9 @@ pub enum DataError {
         /// The directories looked in.
         searched: String,
     },
+    /// An images data set could not be opened or does not match the sweep.
+    #[error("{0}")]
+    Images(String),
     /// The split asks for more examples than the data set has.
     #[error("the data set has {available} examples; {requested} were asked for")]
     TooFew {
@@ -101,21 +105,57 @@ impl Examples {
 }
 
 /// A data set split into training and validation examples.
-#[derive(Debug, Clone)]
 pub struct Dataset {
     /// Shape of every example.
     pub shape: InputShape,
-    /// Training examples.
+    /// Training examples (only their labels when the images are streamed).
     pub train: Examples,
     /// Validation examples.
     pub validation: Examples,
+    /// Where the training images come from when they are streamed from the mapped cache.
+    pub streamed: Option<Streamed>,
 }
 
-/// Loads the data set described by `config`. `fashion_dir` is the directory the sweep names for
-/// the Fashion-MNIST train split (checked before `SLAW_DATA` and Debian's directory).
-pub fn load(config: &DataConfig, fashion_dir: Option<&Path>) -> Result<Dataset, DataError> {
+impl Dataset {
+    /// Augmentation of training images, when the data set asks for one.
+    pub fn augment(config: &DataConfig) -> Option<Augment> {
+        match config {
+            DataConfig::Images { augment, .. } => augment.filter(Augment::is_active),
+            _ => None,
+        }
+    }
+}
+
+/// Where a trial's data sets are read from beside its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DataPlaces<'a> {
+    /// The directory the sweep names (`data.path`).
+    pub path: Option<&'a Path>,
+    /// The image cache directory (slaw-data's).
+    pub cache: Option<&'a Path>,
+}
+
+/// Training images that fit in this many bytes as f32 are copied to the device once; larger
+/// ones are streamed from the mapped cache (`SLAW_RESIDENT_BYTES` overrides it).
+pub const RESIDENT_BYTES: usize = 2 << 30;
+
+/// Loads the data set described by `config`. `places.path` is the directory the sweep names
+/// (for the Fashion-MNIST train split: checked before `SLAW_DATA` and Debian's directory);
+/// images are mapped from the cache under `places.cache` (see [`crate::train::images`]).
+pub fn load(config: &DataConfig, places: &DataPlaces) -> Result<Dataset, DataError> {
     let shape = config.input_shape();
+    let fashion_dir = places.path;
     match config {
+        DataConfig::Images { .. } => {
+            let resident = std::env::var("SLAW_RESIDENT_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(RESIDENT_BYTES);
+            let root = places
+                .cache
+                .map_or_else(|| slaw_data::cache_root(None), Path::to_path_buf);
+            super::images::load(config, places.path, &root, resident)
+        }
         DataConfig::FashionMnist {
             source,
             validation,
@@ -317,6 +357,7 @@ fn split(
         shape: *shape,
         train: all.subset(train_idx, f),
         validation: all.subset(val_idx, f),
+        streamed: None,
     })
 }
 
@@ -385,6 +426,7 @@ pub fn synthetic(
         },
         train,
         validation,
+        streamed: None,
     }
 }
 
@@ -450,8 +492,8 @@ mod tests {
             train_limit: Some(3000),
             split_seed: 7,
         };
-        let a = load(&cfg, None).unwrap();
-        let b = load(&cfg, None).unwrap();
+        let a = load(&cfg, &DataPlaces::default()).unwrap();
+        let b = load(&cfg, &DataPlaces::default()).unwrap();
         assert_eq!(a.train.len(), 3000);
         assert_eq!(a.validation.len(), 2000);
         assert_eq!(a.train.labels, b.train.labels);
@@ -462,7 +504,7 @@ mod tests {
             train_limit: Some(3000),
             split_seed: 8,
         };
-        let c = load(&other, None).unwrap();
+        let c = load(&other, &DataPlaces::default()).unwrap();
         assert_ne!(a.validation.labels, c.validation.labels);
     }
 

@@ -12,8 +12,10 @@
 //! - [`probe`]: the linear probe that scores AIM's frozen features.
 
 pub mod adamw;
+pub mod augment;
 pub mod clipping;
 pub mod data;
+pub mod images;
 pub mod options;
 pub mod per_trial;
 pub mod probe;

@@ -32,9 +32,11 @@ use crate::train::trainer::{
 /// adaptive clipping, and the same model, data, batch, step count, precision, evaluation
 /// points, optimiser, weight decay and clipping threshold. The learning rate, its schedule and
 /// warm-up, and the seed may differ. Mixed precision does not stack (the stacked model's
-/// products are f32).
+/// products are f32), nor do `dataset: images` trials.
 pub fn stackable(a: &TrialConfig, b: &TrialConfig) -> bool {
     matches!(a.model, ModelConfig::Vit(_))
+        // Image data sets (streamed, augmented) train one trial at a time for now.
+        && !matches!(a.data, crate::config::DataConfig::Images { .. })
         && a.precision != Precision::Bf16Mixed
         && matches!(a.optim.optimizer, Optimizer::AdamW { .. })
         && a.optim.agc.is_none()

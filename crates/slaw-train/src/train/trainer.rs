@@ -450,18 +450,27 @@ pub(crate) struct DeviceData<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> DeviceData<'a, B> {
+    /// The trial's examples on `device`. Training inputs stay in image layout (for
+    /// [`crate::train::augment`]) when the data set augments, and are left on the host (an
+    /// empty tensor) when it streams.
     pub(crate) fn load(config: &TrialConfig, data: &'a Dataset, device: &B::Device) -> Self {
         let (features, classes) = (data.shape.features(), data.shape.classes);
-        let n_train = data.train.len();
-        let train_x = Tensor::from_data(
-            TensorData::new(
-                model_inputs(&data.train, data, &config.model),
-                [n_train, features],
-            ),
-            device,
-        );
+        let n_train = if data.streamed.is_some() {
+            0
+        } else {
+            data.train.len()
+        };
+        let inputs = if Dataset::augment(&config.data).is_some() {
+            data.train.pixels.clone()
+        } else {
+            model_inputs(&data.train, data, &config.model)
+        };
+        let train_x = Tensor::from_data(TensorData::new(inputs, [n_train, features]), device);
         let train_y = Tensor::from_data(
-            TensorData::new(one_hot(&data.train.labels, classes), [n_train, classes]),
+            TensorData::new(
+                one_hot(&data.train.labels[..n_train], classes),
+                [n_train, classes],
+            ),
             device,
         );
         let n_val = config
@@ -480,9 +489,113 @@ impl<'a, B: Backend> DeviceData<'a, B> {
     }
 }
 
+/// Where a trial's training batches come from: the examples on the device, selected by the
+/// batch order, or the streaming thread's host batches; in image layout they are augmented
+/// and brought to the model's layout on the device.
+pub(crate) struct TrainBatches<B: Backend> {
+    order: BatchOrder,
+    stream: Option<std::sync::mpsc::Receiver<crate::train::images::HostBatch>>,
+    augment: Option<crate::config::Augment>,
+    image_layout: bool,
+    rng: ChaCha8Rng,
+    shape: crate::config::InputShape,
+    model: ModelConfig,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: Backend> TrainBatches<B> {
+    pub(crate) fn new(config: &TrialConfig, data: &Dataset, batch: usize) -> Self {
+        let features = data.shape.features();
+        let order = BatchOrder::new(config.seed, data.train.len(), batch);
+        let stream = data.streamed.as_ref().map(|s| {
+            s.batches(
+                BatchOrder::new(config.seed, data.train.len(), batch),
+                features,
+            )
+        });
+        let augment = Dataset::augment(&config.data);
+        Self {
+            order,
+            image_layout: stream.is_some() || augment.is_some(),
+            stream,
+            augment,
+            rng: ChaCha8Rng::seed_from_u64(
+                config.seed.wrapping_mul(0x94D0_49BB_1331_11EB) ^ 0xa06e,
+            ),
+            shape: data.shape,
+            model: config.model.clone(),
+            _backend: std::marker::PhantomData,
+        }
+    }
+
+    /// The first `n` training examples in the model's layout, unaugmented (AIM's probe).
+    pub(crate) fn first(
+        &self,
+        data: &Dataset,
+        train_x: &Tensor<B, 2>,
+        n: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let x = match &data.streamed {
+            Some(s) => Tensor::from_data(
+                TensorData::new(s.first(n, &self.shape), [n, self.shape.features()]),
+                device,
+            ),
+            None => train_x.clone().narrow(0, 0, n),
+        };
+        if self.image_layout {
+            crate::train::augment::model_layout(x, &self.shape, &self.model)
+        } else {
+            x
+        }
+    }
+
+    /// The next batch's inputs (in the model's layout) and one-hot targets.
+    pub(crate) fn next(
+        &mut self,
+        train_x: &Tensor<B, 2>,
+        train_y: &Tensor<B, 2>,
+        device: &B::Device,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let (x, y) = match &self.stream {
+            Some(rx) => {
+                // The thread ends only when this receiver is dropped, or by a panic of its own
+                // (a bug), which this repeats here.
+                let b = rx.recv().expect("the batch-reading thread panicked");
+                let n = b.labels.len();
+                let f = self.shape.features();
+                let x = Tensor::from_data(TensorData::new(b.pixels, [n, f]), device);
+                let c = self.shape.classes;
+                let y = Tensor::from_data(TensorData::new(one_hot(&b.labels, c), [n, c]), device);
+                (x, y)
+            }
+            None => {
+                let idx = self.order.next_batch();
+                let n = idx.len();
+                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), device);
+                (
+                    train_x.clone().select(0, idx.clone()),
+                    train_y.clone().select(0, idx),
+                )
+            }
+        };
+        if !self.image_layout {
+            return (x, y);
+        }
+        let x = match &self.augment {
+            Some(a) => crate::train::augment::augment(x, &self.shape, a, &mut self.rng),
+            None => x,
+        };
+        (
+            crate::train::augment::model_layout(x, &self.shape, &self.model),
+            y,
+        )
+    }
+}
+
 /// The order in which a trial sees its training examples: a fresh shuffle of all of them each
 /// epoch, drawn from the trial's seed; batches run across epoch boundaries.
-pub(crate) struct BatchOrder {
+pub struct BatchOrder {
     rng: ChaCha8Rng,
     order: Vec<usize>,
     cursor: usize,
@@ -490,7 +603,7 @@ pub(crate) struct BatchOrder {
 }
 
 impl BatchOrder {
-    pub(crate) fn new(seed: u64, examples: usize, batch: usize) -> Self {
+    pub fn new(seed: u64, examples: usize, batch: usize) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51a3),
             order: (0..examples).collect(),
@@ -500,7 +613,7 @@ impl BatchOrder {
     }
 
     /// The indices of the next batch.
-    pub(crate) fn next_batch(&mut self) -> Vec<i64> {
+    pub fn next_batch(&mut self) -> Vec<i64> {
         let n = self.order.len();
         let mut idx = Vec::with_capacity(self.batch);
         while idx.len() < self.batch {
@@ -572,7 +685,7 @@ fn train_on<B: AutodiffBackend>(
         backend,
     });
 
-    let mut order = BatchOrder::new(config.seed, n_train, batch);
+    let mut batches = TrainBatches::<B::InnerBackend>::new(config, data, batch);
     let mut prefix_rng =
         ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xa1a1);
 
@@ -590,11 +703,8 @@ fn train_on<B: AutodiffBackend>(
             summary.wall_seconds = start.elapsed().as_secs_f64();
             return Outcome::Stopped(summary);
         }
-        let idx = Tensor::<B::InnerBackend, 1, Int>::from_data(
-            TensorData::new(order.next_batch(), [batch]),
-            device,
-        );
-        let x = Tensor::<B, 2>::from_inner(train_x.clone().select(0, idx.clone()));
+        let (x, y) = batches.next(&train_x, &train_y, device);
+        let x = Tensor::<B, 2>::from_inner(x);
         let loss = match &model {
             Model::Aim(aim) => {
                 // AIM: a prefix length per example, uniform in 1..patches (the paper's
@@ -606,10 +716,7 @@ fn train_on<B: AutodiffBackend>(
                 let (mask, weights) = prefix_tensors::<B>(&prefixes, t, device);
                 aim.pretrain_loss(x, mask, weights)
             }
-            _ => {
-                let y = Tensor::<B, 2>::from_inner(train_y.clone().select(0, idx));
-                cross_entropy(model.forward(x), y)
-            }
+            _ => cross_entropy(model.forward(x), Tensor::<B, 2>::from_inner(y)),
         };
         let detached = loss.clone().inner();
         pending_loss = Some(match pending_loss.take() {
@@ -670,7 +777,7 @@ fn train_on<B: AutodiffBackend>(
                         aim,
                         &val_x,
                         val_labels,
-                        train_x.clone().narrow(0, 0, probe_n),
+                        batches.first(data, &train_x, probe_n, device),
                         &data.train.labels[..probe_n],
                         classes,
                     )
@@ -784,7 +891,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn data_for(config: &TrialConfig) -> Dataset {
-        crate::train::data::load(&config.data, None).unwrap()
+        crate::train::data::load(&config.data, &crate::train::data::DataPlaces::default()).unwrap()
     }
 
     #[test]

@@ -179,12 +179,18 @@ fn trial_table(trials: &[TrialRow]) -> String {
 pub fn render_html(input: &ReportInput<'_>) -> String {
     let c = &input.status.counts;
     let name = escape(&input.sweep.name);
-    let description = input
-        .sweep
-        .spec()
-        .ok()
+    let spec = input.sweep.spec().ok();
+    let data = spec
+        .as_ref()
+        .and_then(|s| s.burn())
+        .and_then(|b| b.data_identity.as_ref())
+        .map_or(String::new(), |d| {
+            format!("<p class=\"meta\">data: {}</p>", escape(&d.summary()))
+        });
+    let description = spec
         .and_then(|s| s.description)
-        .map_or(String::new(), |d| format!("<p>{}</p>", escape(&d)));
+        .map_or(String::new(), |d| format!("<p>{}</p>", escape(&d)))
+        + &data;
     let wall: f64 = input.trials.iter().filter_map(|t| t.wall_seconds).sum();
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>slaw report: {name}</title><style>{STYLE}</style></head><body>\n\

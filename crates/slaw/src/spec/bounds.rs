@@ -19,17 +19,20 @@ const MAX_QUOTED_CHARS: usize = 80;
 /// The longest an error message is shown.
 const MAX_MESSAGE_CHARS: usize = 1_000;
 
-/// What a sweep file may expand to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a sweep file may expand to, and where its image data sets are decoded.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// The most trials.
     pub max_trials: u64,
+    /// The cache of image data sets and the decoding progress.
+    pub data: super::DataOptions,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_trials: DEFAULT_MAX_TRIALS,
+            data: super::DataOptions::default(),
         }
     }
 }

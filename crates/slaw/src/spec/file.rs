@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use slaw_core::config::{Activation, FashionSource, Pool, Precision, Schedule, Spacing};
+use slaw_core::config::{
+    Activation, Augment, FashionSource, ImageFormat, Pool, Precision, Schedule, Spacing,
+};
 
 use super::slurm;
 use super::Retries;
@@ -61,6 +63,7 @@ pub(super) enum TrainerName {
 pub(super) enum DatasetName {
     FashionMnist,
     Synthetic,
+    Images,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +83,12 @@ pub(super) struct DataSection {
     pub(super) train: Option<usize>,
     pub(super) teacher_width: Option<usize>,
     pub(super) seed: Option<u64>,
+    // images (and path, validation, split_seed)
+    pub(super) format: Option<ImageFormat>,
+    pub(super) image_size: Option<usize>,
+    pub(super) channels: Option<usize>,
+    pub(super) augment: Option<Augment>,
+    pub(super) skip_bad: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

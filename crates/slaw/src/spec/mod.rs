@@ -8,6 +8,7 @@
 mod bounds;
 mod command;
 mod file;
+mod images;
 mod locate;
 mod resolve;
 mod slurm;
@@ -21,6 +22,7 @@ use slaw_core::config::{DataConfig, EvalConfig, ModelConfig, OptimConfig, Precis
 
 pub use bounds::{Limits, DEFAULT_MAX_TRIALS, MAX_BYTES, MAX_DEPTH};
 pub use command::{CommandSize, CommandSpec};
+pub use images::{DataIdentity, DataOptions};
 pub use locate::{Locator, Position};
 pub use slurm::SlurmSpec;
 
@@ -210,9 +212,12 @@ pub enum Trainer {
 pub struct BurnSpec {
     /// The data set and split.
     pub data: DataConfig,
-    /// Directory of the Fashion-MNIST train split, when the sweep names one.
+    /// Directory of the Fashion-MNIST train split or of the images, when the sweep names one.
     #[serde(default)]
     pub data_path: Option<PathBuf>,
+    /// What the images data set is (the label map among it); `None` for the built-in ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_identity: Option<Box<DataIdentity>>,
     /// The model-size axis, in the order written.
     pub sizes: Vec<ModelSize>,
     /// Examples per step.
@@ -444,7 +449,7 @@ pub fn parse_with(text: &str, file: &str, limits: &Limits) -> Result<SweepSpec, 
         command::resolve(raw, &mut findings)
     } else {
         let raw: SweepFile = deserialize(text, file)?;
-        resolve(raw, &mut findings)
+        resolve(raw, &limits.data, &mut findings)
     };
     if findings.0.is_empty() {
         if let Some(spec) = spec {

@@ -13,6 +13,7 @@ use super::file::{
     foreign_fields, DataSection, DatasetName, ExecutionSection, Family, LrSection, ModelSection,
     OptimizerName, OptimizerSection, SweepFile,
 };
+use super::images::{resolve_images, DataIdentity, DataOptions};
 use super::slurm;
 use super::{AdaptiveLr, BurnSpec, ModelSize, PerDevice, Stack, SweepSpec, Trainer};
 
@@ -109,9 +110,13 @@ pub(super) fn resolve_axes(
     }
 }
 
-pub(super) fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
+pub(super) fn resolve(
+    raw: SweepFile,
+    options: &DataOptions,
+    f: &mut Findings,
+) -> Option<SweepSpec> {
     check_name(&raw.name, f);
-    let (data, data_path) = resolve_data(&raw.data, f);
+    let (data, data_path, data_identity) = resolve_data(&raw.data, options, f)?;
     let sizes = resolve_model(&raw.model, &data, f);
     let t = &raw.train;
     let axes = resolve_axes(&t.epochs, &t.lr, t.seeds.as_ref(), f);
@@ -186,6 +191,7 @@ pub(super) fn resolve(raw: SweepFile, f: &mut Findings) -> Option<SweepSpec> {
         trainer: Trainer::Burn(BurnSpec {
             data,
             data_path,
+            data_identity,
             sizes: sizes?,
             batch_size: t.batch_size,
             optim: OptimConfig {
@@ -255,7 +261,29 @@ pub(super) fn dedup_sorted(values: &[f64], path: &str, f: &mut Findings) -> Vec<
     v
 }
 
-pub(super) fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Option<PathBuf>) {
+/// The data set's configuration, the path it is read from and (for images) its identity;
+/// `None` when an image data set cannot be read (the findings say why).
+pub(super) fn resolve_data(
+    d: &DataSection,
+    options: &DataOptions,
+    f: &mut Findings,
+) -> Option<(DataConfig, Option<PathBuf>, Option<Box<DataIdentity>>)> {
+    if !matches!(d.dataset, DatasetName::Images) {
+        for (field, present) in [
+            ("format", d.format.is_some()),
+            ("image_size", d.image_size.is_some()),
+            ("channels", d.channels.is_some()),
+            ("augment", d.augment.is_some()),
+            ("skip_bad", d.skip_bad.is_some()),
+        ] {
+            if present {
+                f.add(
+                    format!("data.{field}"),
+                    "a setting of the images data set (dataset: images)",
+                );
+            }
+        }
+    }
     let mut not_for = |field: &str, present: bool, dataset: &str| {
         if present {
             f.add(
@@ -265,6 +293,10 @@ pub(super) fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Op
         }
     };
     match d.dataset {
+        DatasetName::Images => {
+            let (config, path, identity) = resolve_images(d, options, f)?;
+            Some((config, Some(path), Some(Box::new(identity))))
+        }
         DatasetName::FashionMnist => {
             not_for("side", d.side.is_some(), "fashion-mnist");
             not_for("classes", d.classes.is_some(), "fashion-mnist");
@@ -289,7 +321,7 @@ pub(super) fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Op
             if d.train_limit == Some(0) {
                 f.add("data.train_limit", "must be at least 1");
             }
-            (
+            Some((
                 DataConfig::FashionMnist {
                     source,
                     validation,
@@ -297,7 +329,8 @@ pub(super) fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Op
                     split_seed: d.split_seed.unwrap_or(0),
                 },
                 d.path.clone(),
-            )
+                None,
+            ))
         }
         DatasetName::Synthetic => {
             not_for("source", d.source.is_some(), "synthetic");
@@ -333,7 +366,7 @@ pub(super) fn resolve_data(d: &DataSection, f: &mut Findings) -> (DataConfig, Op
                     }
                 }
             }
-            (cfg, None)
+            Some((cfg, None, None))
         }
     }
 }
