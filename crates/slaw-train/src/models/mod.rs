@@ -506,6 +506,47 @@ mod tests {
         }
     }
 
+    /// Colour and any image side (the patch dividing it): every family's stem takes C channels,
+    /// the token count follows the side, and the analytical parameter counts still equal the
+    /// modules' own; the FLOPs follow the token count.
+    #[test]
+    fn colour_and_other_sides_follow_in_counts_and_shapes() {
+        let device = Default::default();
+        let colour = [
+            InputShape {
+                channels: 3,
+                height: 14,
+                width: 21,
+                classes: 6,
+            },
+            InputShape {
+                channels: 3,
+                height: 35,
+                width: 28,
+                classes: 100,
+            },
+        ];
+        for config in configs() {
+            for shape in &colour {
+                let model = Model::<B>::init(&config, shape, &device);
+                let cost = model_cost(&config, shape);
+                assert_eq!(model.num_params() as u64, cost.params_total, "{config:?} {shape:?}");
+                let x = Tensor::<B, 2>::zeros([2, shape.features()], &device);
+                let want = match &config {
+                    ModelConfig::Aim(a) => [2, a.width],
+                    _ => [2, shape.classes],
+                };
+                assert_eq!(model.forward(x).dims(), want, "{config:?} {shape:?}");
+            }
+            if matches!(config, ModelConfig::Vit(_) | ModelConfig::Aim(_)) {
+                // 6 and 20 patches of 7×7 against Fashion-MNIST's 16.
+                let flops = |s: &InputShape| model_cost(&config, s).train_flops_per_example;
+                assert!(flops(&colour[0]) < flops(&FASHION), "{config:?}");
+                assert!(flops(&colour[1]) > flops(&FASHION), "{config:?}");
+            }
+        }
+    }
+
     /// Under mixed precision every model's products run in bf16: the logits move by bf16's
     /// rounding and no more, and the parameters' gradients are f32. (Sets the process-wide
     /// switch; the GPU tests run on one thread.)
