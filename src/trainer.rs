@@ -63,6 +63,7 @@ impl BurnTrainer {
         let places = DataPlaces {
             path,
             cache: Some(&self.cache),
+            resident_bytes: None,
         };
         let loaded = Arc::new(data::load(config, &places).map_err(|e| failed(&e))?);
         self.datasets

@@ -89,6 +89,9 @@ pub(super) enum Command {
     /// Seconds to fit and audit a planted 144-trial sweep (for docs/PERFORMANCE.md).
     #[command(hide = true)]
     BenchFit(bench::FitBenchArgs),
+    /// Examples per second of the images data path alone (for docs/PERFORMANCE.md).
+    #[command(hide = true)]
+    BenchData(super::bench_data::DataBenchArgs),
     /// Print a shell's completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.

@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod bench_claims;
+mod bench_data;
 mod bench_metrics;
 pub mod exit;
 mod fit;
@@ -132,6 +133,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::BenchClaims(args) => bench::claims(args).await,
         Command::BenchMetrics(args) => bench::metrics(args).await,
         Command::BenchFit(args) => bench::fit(args),
+        Command::BenchData(args) => bench_data::bench_data(args),
         Command::Status { db, sweep, json } => status(&db.db, sweep.as_deref(), json).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();

@@ -133,6 +133,9 @@ pub struct DataPlaces<'a> {
     pub path: Option<&'a Path>,
     /// The image cache directory (slaw-data's).
     pub cache: Option<&'a Path>,
+    /// Training images larger than this as f32 are streamed (default: `SLAW_RESIDENT_BYTES`,
+    /// else [`RESIDENT_BYTES`]).
+    pub resident_bytes: Option<usize>,
 }
 
 /// Training images that fit in this many bytes as f32 are copied to the device once; larger
@@ -147,10 +150,12 @@ pub fn load(config: &DataConfig, places: &DataPlaces) -> Result<Dataset, DataErr
     let fashion_dir = places.path;
     match config {
         DataConfig::Images { .. } => {
-            let resident = std::env::var("SLAW_RESIDENT_BYTES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(RESIDENT_BYTES);
+            let resident = places.resident_bytes.unwrap_or_else(|| {
+                std::env::var("SLAW_RESIDENT_BYTES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(RESIDENT_BYTES)
+            });
             let root = places
                 .cache
                 .map_or_else(|| slaw_data::cache_root(None), Path::to_path_buf);

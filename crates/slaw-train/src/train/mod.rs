@@ -15,6 +15,7 @@ pub mod adamw;
 pub mod augment;
 pub mod clipping;
 pub mod data;
+pub mod data_bench;
 pub mod images;
 pub mod options;
 pub mod per_trial;
