@@ -229,3 +229,11 @@ pub(super) fn resolve_images(
     };
     Some((config, path, identity))
 }
+
+/// `path` with a leading `~/` replaced by `$HOME`.
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
