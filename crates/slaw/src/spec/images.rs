@@ -109,7 +109,7 @@ pub(super) fn resolve_images(
         );
         return None;
     };
-    let Some(path) = d.path.clone() else {
+    let Some(path) = d.path.as_deref().map(expand_home) else {
         f.add(
             "data",
             "the images data set needs path: the folder holding it",
