@@ -49,7 +49,10 @@ fn generated(root: &std::path::Path, n: usize, side: usize) -> Result<CacheMeta>
     if let Some(meta) = cache::lookup_key(root, &key) {
         return Ok(meta);
     }
-    errln!("writing a generated cache of {n} {side}×{side}×3 images under {}", root.display());
+    errln!(
+        "writing a generated cache of {n} {side}×{side}×3 images under {}",
+        root.display()
+    );
     let mut writer = CacheWriter::create(root, 3, side, side)?;
     let f = 3 * side * side;
     let mut image = vec![0u8; f];
@@ -80,7 +83,9 @@ fn generated(root: &std::path::Path, n: usize, side: usize) -> Result<CacheMeta>
 
 pub(crate) fn bench_data(args: DataBenchArgs) -> Result<ExitCode> {
     if args.images <= 20_000 || args.side % 4 != 0 || args.batch == 0 {
-        invalid!("--images must exceed 20 000, --side divide by 4 (the patch), --batch be positive");
+        invalid!(
+            "--images must exceed 20 000, --side divide by 4 (the patch), --batch be positive"
+        );
     }
     let devices = parse_devices(&args.device)?;
     let [device] = devices.as_slice() else {
@@ -109,7 +114,10 @@ pub(crate) fn bench_data(args: DataBenchArgs) -> Result<ExitCode> {
             train: args.images - validation,
             validation,
             split_seed: 0,
-            augment: Some(Augment { crop: 4, flip: true }),
+            augment: Some(Augment {
+                crop: 4,
+                flip: true,
+            }),
         },
         model: ModelConfig::Vit(VitConfig {
             patch: 4,
@@ -153,7 +161,8 @@ pub(crate) fn bench_data(args: DataBenchArgs) -> Result<ExitCode> {
     let loaded = std::time::Instant::now();
     let data = data::load(&config.data, &places)?;
     let load_seconds = loaded.elapsed().as_secs_f64();
-    let speed = slaw_train::train::data_bench::measure_data_path(&config, &data, device, args.batches)?;
+    let speed =
+        slaw_train::train::data_bench::measure_data_path(&config, &data, device, args.batches)?;
     outln!(
         "{}",
         serde_json::json!({

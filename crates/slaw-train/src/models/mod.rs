@@ -530,7 +530,11 @@ mod tests {
             for shape in &colour {
                 let model = Model::<B>::init(&config, shape, &device);
                 let cost = model_cost(&config, shape);
-                assert_eq!(model.num_params() as u64, cost.params_total, "{config:?} {shape:?}");
+                assert_eq!(
+                    model.num_params() as u64,
+                    cost.params_total,
+                    "{config:?} {shape:?}"
+                );
                 let x = Tensor::<B, 2>::zeros([2, shape.features()], &device);
                 let want = match &config {
                     ModelConfig::Aim(a) => [2, a.width],

@@ -8,9 +8,10 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use slaw_core::{ComputeDevice, TrialConfig};
 
-use super::data::Dataset;
+use super::batches::{BatchOrder, TrainBatches};
 use super::clipping::NormReduction;
-use super::trainer::{on_backend, BatchOrder, OnBackend, TrainBatches, TrainError};
+use super::data::Dataset;
+use super::trainer::{on_backend, OnBackend, TrainError};
 
 /// Examples per second of the two halves of the data path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,7 +33,10 @@ pub fn measure_data_path(
     let batch = config.batch_size;
     let host = match &data.streamed {
         Some(s) => {
-            let rx = s.batches(BatchOrder::new(config.seed, data.train.len(), batch), data.shape.features());
+            let rx = s.batches(
+                BatchOrder::new(config.seed, data.train.len(), batch),
+                data.shape.features(),
+            );
             for _ in 0..5 {
                 let _ = rx.recv();
             }
@@ -52,9 +56,13 @@ pub fn measure_data_path(
     impl OnBackend for Loop<'_> {
         type Output = f64;
         fn run<B: AutodiffBackend>(self, device: &B::Device, _: String, _: NormReduction) -> f64 {
-            let data = super::trainer::DeviceData::<B::InnerBackend>::load(self.config, self.data, device);
-            let mut loop_batches =
-                TrainBatches::<B::InnerBackend>::new(self.config, self.data, self.config.batch_size);
+            let data =
+                super::trainer::DeviceData::<B::InnerBackend>::load(self.config, self.data, device);
+            let mut loop_batches = TrainBatches::<B::InnerBackend>::new(
+                self.config,
+                self.data,
+                self.config.batch_size,
+            );
             let mut sum = None;
             let mut step = |sum: &mut Option<_>| {
                 let (x, _) = loop_batches.next(&data.train_x, &data.train_y, device);

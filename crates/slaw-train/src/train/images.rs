@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slaw_data::ImageCache;
 
+use super::batches::BatchOrder;
 use super::data::{DataError, Dataset, Examples};
-use super::trainer::BatchOrder;
 use crate::config::{Augment, DataConfig, InputShape};
 
 /// A data set whose training images stay in the mapped cache and are read per batch.
@@ -110,7 +110,9 @@ pub(super) fn load(
         ..
     } = config
     else {
-        unreachable!("images::load is called for DataConfig::Images");
+        return Err(DataError::Images(
+            "not an images data set (dataset: images)".into(),
+        ));
     };
     let shape = config.input_shape();
     let settings = slaw_data::Settings {

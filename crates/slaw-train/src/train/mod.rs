@@ -13,6 +13,7 @@
 
 pub mod adamw;
 pub mod augment;
+pub mod batches;
 pub mod clipping;
 pub mod data;
 pub mod data_bench;
